@@ -1,0 +1,50 @@
+# segedu: the two set-up commands are `make lab` and `make test`.
+# Both create .venv and install the package with its dev extras when needed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8888
+SEGEDU_PROFILE ?= quick
+export SEGEDU_PROFILE
+
+STAMP := $(VENV)/.segedu-installed
+
+.PHONY: lab test unit lessons course release bench venv clean
+
+venv: $(STAMP)
+
+# Re-install when the dependencies change; `pip install -e` keeps the code live.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	@touch $@
+
+# JupyterLab on the lessons; it prints the URL with its token (authentication stays on).
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=lessons --ip=127.0.0.1 --port=$(PORT) --no-browser
+
+# Unit tests, then every lesson through nbval (SEGEDU_PROFILE=quick unless set).
+test: $(STAMP)
+	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval-lax --nbval-current-env lessons/
+
+unit: $(STAMP)
+	$(PY) -m pytest tests
+
+lessons: $(STAMP)
+	$(PY) -m pytest --nbval-lax --nbval-current-env lessons/
+
+# Executed HTML of every lesson in _course/.
+course: $(STAMP)
+	$(VENV)/bin/jupyter nbconvert --to html --execute --output-dir _course lessons/*.ipynb
+
+release: $(STAMP)
+	$(PY) -m segedu release lessons --out release
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf _course release .pytest_cache

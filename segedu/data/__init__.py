@@ -1,0 +1,1 @@
+"""Data: synthetic scenes, the PASCAL VOC layout, and real sample images."""

@@ -1,0 +1,1 @@
+"""Segmentation models, one file per architecture."""

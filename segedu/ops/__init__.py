@@ -1,0 +1,1 @@
+"""Operations taught by hand: upsampling, dilation, RoI pooling, distance transforms."""
