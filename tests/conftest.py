@@ -10,6 +10,9 @@ import torch  # noqa: E402
 
 from segedu.runtime import seed_everything  # noqa: E402
 
+# Unit tests run many tiny ops: one thread avoids the 2-core machine's thread contention.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seeded():

@@ -1,0 +1,225 @@
+"""Dilated (atrous) convolution and receptive fields (lesson 04).
+
+A dilated convolution spaces the kernel taps ``rate`` pixels apart: a large
+but sparse kernel that sees a wider context with the same number of weights
+and without lowering the resolution (Yu & Koltun, "Multi-scale context
+aggregation by dilated convolutions", ICLR 2016; the "atrous" convolution of
+DeepLab, Chen et al., ICLR 2015 / TPAMI 2018).
+
+``receptive_field`` follows the recurrence of Araujo, Norris & Sim,
+"Computing receptive fields of convolutional neural networks" (Distill,
+2019): with ``span = dilation * (kernel - 1) + 1`` the footprint of one layer,
+
+    size  += (span - 1) * jump
+    start += ((span - 1) / 2 - padding) * jump
+    jump  *= stride
+
+where ``jump`` is the distance in input pixels between neighbouring outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segedu.ops.upsample import _check_4d, _int, _pair
+
+__all__ = ["dilate_kernel", "dilated_conv2d", "receptive_field", "ReceptiveField", "LayerRow"]
+
+
+def dilate_kernel(weight: torch.Tensor, rate) -> torch.Tensor:
+    """Insert ``rate - 1`` zeros between the taps of a kernel.
+
+    ``[C_out, C_in, kh, kw] -> [C_out, C_in, rate * (kh - 1) + 1, rate * (kw - 1) + 1]``;
+    ``rate`` is an int or ``(rate_h, rate_w)``. A 3x3 kernel at rate 2 becomes 5x5
+    with 9 non-zero taps: the field grows, the number of weights does not.
+    """
+    _check_4d(weight, "weight", "[C_out, C_in, kh, kw]")
+    rate_h, rate_w = _pair(rate, "rate", 1)
+    c_out, c_in, kh, kw = weight.shape
+    sparse = weight.new_zeros(c_out, c_in, rate_h * (kh - 1) + 1, rate_w * (kw - 1) + 1)
+    sparse[..., ::rate_h, ::rate_w] = weight  # a differentiable copy: gradients reach weight
+    return sparse
+
+
+def dilated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    dilation=1,
+    stride=1,
+    padding=0,
+) -> torch.Tensor:
+    """Dilated convolution by hand: dilate the kernel, then run an ordinary convolution.
+
+    Args:
+        x: float ``[B, C_in, H, W]``.
+        weight: ``[C_out, C_in, kh, kw]``; bias: ``[C_out]`` or None.
+        dilation, stride, padding: an int or ``(height, width)``.
+            ``padding = dilation * (k - 1) // 2`` keeps the size (odd k, stride 1).
+
+    Returns ``[B, C_out, H_out, W_out]`` with ``H_out = (H + 2 * padding -
+    dilation * (kh - 1) - 1) // stride + 1``; equals ``F.conv2d(x, weight, bias,
+    stride, padding, dilation)``. Multiplying by the inserted zeros is wasted
+    work that torch's own kernel skips; here it makes the idea visible.
+    """
+    _check_4d(x)
+    _check_4d(weight, "weight", "[C_out, C_in, kh, kw]")
+    dilation = _pair(dilation, "dilation", 1)
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"weight.shape[1] must equal the channels of x ({x.shape[1]}), "
+            f"got weight of shape {tuple(weight.shape)}"
+        )
+    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != weight.shape[:1]):
+        got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
+        raise ValueError(f"bias must be a tensor of shape ({weight.shape[0]},), got {got}")
+    sparse = dilate_kernel(weight, dilation)
+    for axis, name in ((-2, "height"), (-1, "width")):
+        if x.shape[axis] + 2 * padding[axis] < sparse.shape[axis]:
+            raise ValueError(
+                f"x is too small: padded {name} {x.shape[axis] + 2 * padding[axis]} < "
+                f"dilated kernel {sparse.shape[axis]}"
+            )
+    return F.conv2d(x, sparse, bias, stride=stride, padding=padding)
+
+
+# ----------------------------------------------------------------------------
+# receptive fields
+
+
+class LayerRow(NamedTuple):
+    """One layer of a receptive-field table, with the field after that layer."""
+
+    name: str
+    kernel: int
+    stride: int
+    dilation: int
+    padding: int
+    size: int  # receptive field (input pixels) of one output of this layer
+    jump: int  # input pixels between neighbouring outputs of this layer
+    start: float  # input coordinate of the centre of the first output's field
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """The receptive field of the last layer in input pixels (one axis; square layers).
+
+    ``size``: pixels one output sees; ``jump``: effective stride (input pixels
+    between neighbouring outputs); ``start``: input coordinate (pixel centres
+    at 0, 1, ...) of the centre of output 0's field, so output ``i`` is centred
+    at ``start + i * jump``; negative when padding moved it outside the image.
+    ``table``: one ``LayerRow`` per layer; ``str()`` formats it.
+    """
+
+    size: int
+    jump: int
+    start: float
+    table: tuple[LayerRow, ...] = ()
+
+    def __str__(self) -> str:
+        rows = [LayerRow._fields] + [tuple(str(value) for value in row) for row in self.table]
+        widths = [max(len(row[column]) for row in rows) for column in range(len(LayerRow._fields))]
+        lines = []
+        for row in rows:  # names left-aligned, numbers right-aligned
+            cells = [row[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(row[1:], widths[1:])]
+            lines.append("  ".join(cells))
+        lines.append(f"receptive field {self.size} px, jump {self.jump}, start {self.start}")
+        return "\n".join(lines)
+
+
+# Layers that change the geometry in a way the recurrence above does not cover.
+_UNSUPPORTED = (
+    nn.ConvTranspose2d, nn.Upsample, nn.PixelShuffle, nn.Linear,
+    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Conv1d, nn.Conv3d,
+    nn.MaxPool1d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool3d,
+)  # fmt: skip
+
+
+def _square(value, what: str, name: str) -> int:
+    """One number for both axes (the table describes square layers)."""
+    if isinstance(value, (tuple, list)):
+        if len(set(value)) != 1:
+            raise ValueError(
+                f"layer {name} has a non-square {what} {tuple(value)}; "
+                "receptive_field describes square layers"
+            )
+        value = value[0]
+    return value
+
+
+def _module_layers(module: nn.Module):
+    """(name, kernel, stride, dilation, padding) of each Conv2d / MaxPool2d / AvgPool2d, in order."""
+    for path, layer in module.named_modules():
+        name = f"{path or 'module'} ({type(layer).__name__})"
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            kernel = _square(layer.kernel_size, "kernel", name)
+            stride = _square(layer.stride, "stride", name)
+            dilation = _square(getattr(layer, "dilation", 1), "dilation", name)  # AvgPool2d has none
+            padding = layer.padding
+            if padding == "valid":
+                padding = 0
+            elif padding == "same":  # torch pads d * (k - 1) in all, the odd pixel at the bottom/right
+                padding = dilation * (kernel - 1) // 2
+            yield name, kernel, stride, dilation, _square(padding, "padding", name)
+        elif isinstance(layer, _UNSUPPORTED):
+            raise ValueError(
+                f"layers contains {name}, whose receptive field this recurrence does not cover "
+                "(pass the convolutional part only, e.g. vgg.features)"
+            )
+        # anything else is pointwise (ReLU, BatchNorm, Dropout) or a container: nothing changes
+
+
+def _tuple_layers(layers: Iterable):
+    """(name, kernel, stride, dilation, padding) from (kernel, stride[, dilation[, padding]]) tuples."""
+    for i, spec in enumerate(layers):
+        if not isinstance(spec, (tuple, list)) or not 2 <= len(spec) <= 4:
+            raise TypeError(
+                f"layers[{i}] must be a tuple (kernel, stride[, dilation[, padding]]), got {spec!r}"
+            )
+        kernel, stride = spec[:2]
+        dilation = spec[2] if len(spec) > 2 else 1
+        padding = spec[3] if len(spec) > 3 else 0
+        yield f"layer {i + 1}", kernel, stride, dilation, padding
+
+
+def receptive_field(layers) -> ReceptiveField:
+    """Receptive field, effective stride and centre of a stack of layers run in sequence.
+
+    ``layers`` is either a sequence of ``(kernel, stride)``, ``(kernel, stride,
+    dilation)`` or ``(kernel, stride, dilation, padding)`` tuples (padding only
+    moves ``start``), or an ``nn.Module`` whose ``Conv2d`` / ``MaxPool2d`` /
+    ``AvgPool2d`` layers run one after another in registration order (e.g.
+    ``torchvision.models.vgg16(weights=None).features``: 212 pixels, jump 32).
+    Pointwise layers are skipped; layers whose field depends on the input size
+    (adaptive pooling, Linear) or that upsample raise ``ValueError``.
+    """
+    if isinstance(layers, nn.Module):
+        specs = _module_layers(layers)
+    elif isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
+        raise TypeError(
+            f"layers must be an nn.Module or a sequence of (kernel, stride[, dilation[, padding]]) "
+            f"tuples, got {type(layers).__name__}"
+        )
+    else:
+        specs = _tuple_layers(layers)
+
+    size, jump, start, table = 1, 1, 0.0, []
+    for name, kernel, stride, dilation, padding in specs:
+        kernel = _int(kernel, f"kernel of {name}", 1)
+        stride = _int(stride, f"stride of {name}", 1)
+        dilation = _int(dilation, f"dilation of {name}", 1)
+        padding = _int(padding, f"padding of {name}", 0)
+        span = dilation * (kernel - 1) + 1  # input positions of one output, gaps included
+        size += (span - 1) * jump
+        start += ((span - 1) / 2 - padding) * jump
+        jump *= stride
+        table.append(LayerRow(name, kernel, stride, dilation, padding, size, jump, start))
+    return ReceptiveField(size=size, jump=jump, start=start, table=tuple(table))
