@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # JupyterLab on the lessons; it prints the URL with its token (authentication stays on).
+# Jupyter refuses to run as root without --allow-root (containers, CI); the token still protects it.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=lessons --ip=127.0.0.1 --port=$(PORT) --no-browser
+	$(VENV)/bin/jupyter lab --notebook-dir=lessons --ip=127.0.0.1 --port=$(PORT) --no-browser $(ALLOW_ROOT)
 
 # Unit tests, then every lesson through nbval (SEGEDU_PROFILE=quick unless set).
 test: $(STAMP)

@@ -12,6 +12,7 @@ solution between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines; the next
 from __future__ import annotations
 
 import inspect
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,3 +67,153 @@ def lesson_index(lessons_dir: str | Path = "lessons") -> list[Lesson]:
     """The lessons that exist in ``lessons_dir``, in course order."""
     root = Path(lessons_dir)
     return [lesson for lesson in LESSONS if (root / lesson.filename).exists()]
+
+
+# --- the student release -----------------------------------------------------------------------------------
+
+CODE_PLACEHOLDER = "# YOUR CODE HERE\nraise NotImplementedError()"
+ANSWER_PLACEHOLDER = "YOUR ANSWER HERE"
+INSTRUCTOR_TAGS = frozenset({"instructor", "solution-only", "remove"})
+
+
+def strip_solutions(text: str, placeholder: str) -> str:
+    """Replace every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` block by ``placeholder``.
+
+    The placeholder takes the indentation of the BEGIN line, so a solution inside a function body becomes
+    ``raise NotImplementedError()`` inside that body. Unbalanced markers raise ``ValueError``.
+    """
+    out: list[str] = []
+    inside = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        marker = line.strip()
+        if marker == BEGIN_SOLUTION:
+            if inside:
+                raise ValueError(f"line {number}: {BEGIN_SOLUTION} inside another solution block")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + row for row in placeholder.splitlines())
+        elif marker == END_SOLUTION:
+            if not inside:
+                raise ValueError(f"line {number}: {END_SOLUTION} without {BEGIN_SOLUTION}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{BEGIN_SOLUTION} without {END_SOLUTION}")
+    return "\n".join(out)
+
+
+def release_notebook(nb):
+    """A student copy of an instructor notebook (an ``nbformat`` node): solutions replaced by placeholders,
+    instructor-tagged cells dropped, outputs and execution counts cleared."""
+    import copy
+
+    student = copy.deepcopy(nb)
+    cells = []
+    for cell in student.cells:
+        if INSTRUCTOR_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        placeholder = CODE_PLACEHOLDER if cell.cell_type == "code" else ANSWER_PLACEHOLDER
+        cell.source = strip_solutions(cell.source, placeholder)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cells.append(cell)
+    student.cells = cells
+    return student
+
+
+def release(lessons_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write the student release of every notebook in ``lessons_dir`` to ``out_dir``; returns the paths."""
+    import nbformat
+
+    src, out = Path(lessons_dir), Path(out_dir)
+    if not src.is_dir():
+        raise FileNotFoundError(f"lessons directory not found: {src}")
+    if out.resolve() == src.resolve():
+        raise ValueError("out_dir must differ from lessons_dir: the release would overwrite the solutions")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(src.glob("*.ipynb")):
+        student = release_notebook(nbformat.read(path, as_version=4))
+        target = out / path.name
+        nbformat.write(student, target)
+        written.append(target)
+    return written
+
+
+# --- checking a student's notebooks ------------------------------------------------------------------------
+
+CHECK_CALL = re.compile(r"checks\.(check_\w+)\s*\(")
+
+
+@dataclass(frozen=True)
+class ExerciseResult:
+    notebook: str
+    exercise: str  # the check's name, or "cell N" for an error outside the exercises
+    status: str  # "passed" | "not attempted" | "failed"
+    message: str = ""
+
+
+def _cell_error(cell) -> tuple[str, str] | None:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return output["ename"], output["evalue"]
+    return None
+
+
+def _cell_text(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+
+
+def grade_executed(nb, name: str) -> list[ExerciseResult]:
+    """Per-exercise results of an executed notebook: each cell that calls ``checks.check_*`` is one exercise;
+    an error anywhere else (other than a not-yet-written exercise's NotImplementedError) is reported too."""
+    results = []
+    for number, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        error = _cell_error(cell)
+        calls = CHECK_CALL.findall(cell.source)
+        passed_lines = sum(line.rstrip().endswith("PASSED") for line in _cell_text(cell).splitlines())
+        for exercise in calls:
+            if error is None:
+                ok = passed_lines >= len(calls)  # every check prints one line ending in PASSED
+                status, message = ("passed", "") if ok else ("failed", "the check printed no PASSED line")
+            elif error[0] == "NotImplementedError":
+                status, message = "not attempted", "replace `raise NotImplementedError()` with your code"
+            else:
+                status, message = "failed", f"{error[0]}: {error[1]}"
+            results.append(ExerciseResult(name, exercise, status, message))
+        if not calls and error is not None and error[0] != "NotImplementedError":
+            results.append(ExerciseResult(name, f"cell {number}", "failed", f"{error[0]}: {error[1]}"))
+    return results
+
+
+def check_notebook(path: str | Path, timeout: int = 1800) -> list[ExerciseResult]:
+    """Run a notebook top to bottom (errors allowed, so every exercise is tried) and grade it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"notebook not found: {path}")
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=timeout, allow_errors=True, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.execute()
+    return grade_executed(nb, path.name)
+
+
+def format_results(results: list[ExerciseResult]) -> str:
+    """A plain-text table, one row per exercise, and a closing count line."""
+    rows = [("notebook", "exercise", "status", "message")] + [
+        (r.notebook, r.exercise, r.status, r.message.splitlines()[0][:100] if r.message else "") for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    counts = {s: sum(r.status == s for r in results) for s in ("passed", "not attempted", "failed")}
+    lines.append(f"{counts['passed']} passed, {counts['failed']} failed, {counts['not attempted']} not attempted")
+    return "\n".join(lines)
