@@ -7,7 +7,10 @@ import pytest
 from .conftest import ROOT, record_screenshot
 from .lab import LabPage, shutdown_kernels
 
-LESSONS = sorted(p.name for p in (ROOT / "lessons").glob("*.ipynb"))
+# The lessons driven in the browser. Issue 10 extends this to every lesson once a second, browser-side run
+# of each lesson fits the 30-minute `make test` budget (today the nbval run alone takes most of it).
+BROWSER_LESSONS = ("00_segmentation_task.ipynb",)
+LESSONS = [name for name in BROWSER_LESSONS if (ROOT / "lessons" / name).exists()]
 RUN_TIMEOUT_S = 900
 
 
