@@ -254,3 +254,48 @@ BAD_INPUT = [
 def test_bad_input_names_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+# ----------------------------------------------------------------------------
+# footprints: which input pixels reach one output (gridding)
+
+from segedu.ops.dilation import footprint  # noqa: E402
+
+
+@pytest.mark.parametrize("rates", [(1,), (2,), (1, 2, 4), (2, 2, 2), (1, 2, 5), (3, 3), (1, 2, 4, 8)])
+def test_footprint_counts_paths_and_spans_the_receptive_field(rates):
+    paths = footprint(rates)
+    size = receptive_field([(3, 1, r) for r in rates]).size
+    assert paths.shape == (size, size) and paths.dtype == torch.int64
+    assert paths.sum() == 9 ** len(rates)  # each layer multiplies the number of paths by 3 x 3
+    assert torch.equal(paths, paths.flip(0)) and torch.equal(paths, paths.T)  # symmetric
+    assert paths[0].any() and paths[:, 0].any()  # it reaches the edge of the field
+    # the same as the gradient of one output of a real stack with all weights 1
+    layers = [torch.nn.Conv2d(1, 1, 3, padding=r, dilation=r, bias=False) for r in rates]
+    for layer in layers:
+        torch.nn.init.ones_(layer.weight)
+    x = torch.zeros(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+    out = torch.nn.Sequential(*layers).double()(x)
+    out[0, 0, size // 2, size // 2].backward()
+    assert torch.equal(x.grad[0, 0].round().long(), paths)
+
+
+def test_equal_rates_grid_and_mixed_rates_do_not():
+    grid = footprint((2, 2, 2))
+    assert grid.shape == (13, 13)
+    assert torch.equal(grid > 0, torch.zeros(13, 13, dtype=torch.bool).index_fill(0, torch.arange(0, 13, 2), True)
+                       & torch.zeros(13, 13, dtype=torch.bool).index_fill(1, torch.arange(0, 13, 2), True))
+    assert (grid > 0).float().mean() == pytest.approx(49 / 169)  # only every other row and column
+    assert (footprint((1, 2, 5)) > 0).all() and (footprint((1, 2, 4, 8)) > 0).all()
+    assert footprint((1,), kernel_size=5).shape == (5, 5)
+
+
+def test_footprint_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="odd"):
+        footprint((1, 2), kernel_size=2)
+    with pytest.raises(ValueError, match="empty"):
+        footprint(())
+    with pytest.raises(ValueError, match=r"rates\[1\]"):
+        footprint((1, 0))
+    with pytest.raises(TypeError, match="rates"):
+        footprint(2)

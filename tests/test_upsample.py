@@ -450,3 +450,95 @@ BAD_INPUT = [
 def test_bad_input_names_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+# ----------------------------------------------------------------------------
+# checkerboard artefacts and the three learned upsampling layers (lesson 03)
+
+from segedu.ops.upsample import LearnedUpsample, checkerboard_strength, overlap_count  # noqa: E402
+
+
+@pytest.mark.parametrize("kernel, stride", [(k, s) for k in range(1, 8) for s in range(1, 5)])
+def test_overlap_count_is_even_inside_exactly_when_the_stride_divides_the_kernel(kernel, stride):
+    count = overlap_count(kernel, stride, 9)
+    assert count.shape == ((9 - 1) * stride + kernel,) * 2
+    assert count.sum() == 81 * kernel * kernel  # every tap of every placed kernel lands somewhere
+    # inside (away from a kernel-wide border) every pixel is covered by ceil or floor of (k / s)^2 taps
+    inner = count[kernel:-kernel, kernel:-kernel]
+    assert inner.numel() > 0
+    if kernel % stride == 0:
+        assert torch.all(inner == (kernel // stride) ** 2)
+    else:
+        assert inner.max() > inner.min()
+        assert inner.min() == (kernel // stride) ** 2 and inner.max() == (-(-kernel // stride)) ** 2
+
+
+def test_overlap_count_matches_the_lecture_1d_picture_and_takes_pairs():
+    # 1-D, kernel 3, stride 2, three inputs: 1 1 2 1 2 1 1 overlaps
+    assert overlap_count((1, 3), (1, 2), (1, 3))[0].tolist() == [1, 1, 2, 1, 2, 1, 1]
+    assert overlap_count((2, 3), (1, 2), (2, 2)).shape == (3, 5)
+
+
+def test_checkerboard_strength_sees_periodic_patterns_only():
+    flat = torch.full((2, 3, 8, 8), 0.4)
+    assert torch.allclose(checkerboard_strength(flat), torch.zeros(2))
+    sign = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2 - 1.0  # +-1 checkerboard
+    pattern = 0.4 + 0.1 * sign.expand(2, 3, 8, 8)
+    assert torch.allclose(checkerboard_strength(pattern), torch.full((2,), 0.1), atol=1e-6)
+    # a smooth ramp (0 to 0.2) differs between the grids only by its half-pixel shift: well below the pattern
+    ramp = torch.linspace(0, 0.2, 64).view(1, 1, 8, 8).expand(2, 3, 8, 8).contiguous()
+    assert checkerboard_strength(ramp).max() < 0.2 * 0.1
+    # period 3 sees a period-3 pattern, and odd sizes are cropped
+    stripes = (torch.arange(10) % 3 == 0).float().view(1, 1, 1, 10).expand(1, 1, 10, 10)
+    assert checkerboard_strength(stripes, period=3) > 0.4 and checkerboard_strength(stripes, period=3).shape == (1,)
+    with pytest.raises(ValueError, match="period"):
+        checkerboard_strength(flat, period=1)
+    with pytest.raises(ValueError, match="at least"):
+        checkerboard_strength(torch.rand(1, 1, 1, 5))
+    with pytest.raises(TypeError, match="floating"):
+        checkerboard_strength(torch.ones(1, 1, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("method", LearnedUpsample.METHODS)
+@pytest.mark.parametrize("factor", [2, 3])
+def test_learned_upsample_multiplies_the_size_by_factor(method, factor):
+    for kernel in (1, 3, 5) + ((2, 4) if method == "transposed" else ()):
+        layer = LearnedUpsample(3, 4, factor, method, kernel)
+        x = torch.rand(2, 3, 5, 7, requires_grad=True)
+        y = layer(x)
+        assert y.shape == (2, 4, 5 * factor, 7 * factor)
+        y.sum().backward()
+        assert x.grad is not None and all(p.grad is not None for p in layer.parameters())
+
+
+def test_flat_input_gives_a_flat_output_for_resize_conv_and_icnr_pixel_shuffle_but_not_transposed():
+    torch.manual_seed(0)
+    flat = torch.full((1, 2, 12, 12), 0.7)
+    crop = (slice(None), slice(None), slice(6, -6), slice(6, -6))  # away from the zero-padded border
+    resize = LearnedUpsample(2, 3, 2, "resize_conv")(flat)[crop]
+    shuffle = LearnedUpsample(2, 3, 2, "pixel_shuffle")(flat)[crop]
+    plain_shuffle = LearnedUpsample(2, 3, 2, "pixel_shuffle", icnr=False)(flat)[crop]
+    transposed = LearnedUpsample(2, 3, 2, "transposed", kernel_size=3)(flat)[crop]
+    assert checkerboard_strength(resize).max() < 1e-6
+    assert checkerboard_strength(shuffle).max() < 1e-6  # ICNR: all sub-pixel kernels start equal
+    assert checkerboard_strength(plain_shuffle).min() > 1e-3  # random sub-pixel kernels differ
+    assert checkerboard_strength(transposed).min() > 1e-3  # uneven overlaps of random taps
+
+
+def test_icnr_pixel_shuffle_starts_as_convolve_then_nearest_upsample():
+    layer = LearnedUpsample(3, 2, 3, "pixel_shuffle", kernel_size=3)
+    conv = layer.layer[0]
+    x = torch.rand(1, 3, 6, 5)
+    low = F.conv2d(x, conv.weight[::9], conv.bias[::9], padding=1)  # sub-pixel 0 of each output channel
+    assert torch.allclose(layer(x), F.interpolate(low, scale_factor=3, mode="nearest"), atol=1e-6)
+
+
+def test_learned_upsample_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="method"):
+        LearnedUpsample(3, 3, 2, "bicubic")
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        LearnedUpsample(3, 3, 2, "resize_conv", kernel_size=4)
+    with pytest.raises(ValueError, match="factor"):
+        LearnedUpsample(3, 3, 0)
+    with pytest.raises(ValueError, match=r"4-D"):
+        LearnedUpsample(3, 3)(torch.rand(3, 8, 8))

@@ -15,6 +15,12 @@ DeepLab, Chen et al., ICLR 2015 / TPAMI 2018).
     jump  *= stride
 
 where ``jump`` is the distance in input pixels between neighbouring outputs.
+
+``footprint`` goes one step further than the size: it counts, for every input
+pixel inside the field, how many paths through a stack of dilated convolutions
+reach one output. Zeros inside the field are the "gridding" of stacked equal
+rates (Wang et al., "Understanding convolution for semantic segmentation",
+WACV 2018, who propose rates like 1, 2, 5 instead).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from torch import nn
 
 from segedu.ops.upsample import _check_4d, _int, _pair
 
-__all__ = ["dilate_kernel", "dilated_conv2d", "receptive_field", "ReceptiveField", "LayerRow"]
+__all__ = ["dilate_kernel", "dilated_conv2d", "receptive_field", "ReceptiveField", "LayerRow", "footprint"]
 
 
 def dilate_kernel(weight: torch.Tensor, rate) -> torch.Tensor:
@@ -223,3 +229,35 @@ def receptive_field(layers) -> ReceptiveField:
         jump *= stride
         table.append(LayerRow(name, kernel, stride, dilation, padding, size, jump, start))
     return ReceptiveField(size=size, jump=jump, start=start, table=tuple(table))
+
+
+def footprint(rates, kernel_size: int = 3) -> torch.Tensor:
+    """Which input pixels reach one output of a stack of stride-1 dilated convolutions, and by how many paths.
+
+    Args:
+        rates: the dilation rate of each layer, e.g. ``(1, 2, 4)``; every layer is a
+            ``kernel_size x kernel_size`` convolution with stride 1.
+        kernel_size: odd (centred kernels).
+
+    Returns int64 ``[S, S]`` with ``S = receptive_field(...).size = 1 + (k - 1) * sum(rates)``:
+    entry ``(i, j)`` is the number of paths from input pixel ``(i, j)`` to the centre output,
+    i.e. the output's gradient with respect to that pixel when every weight is 1. It sums to
+    ``k ** (2 * len(rates))``. A zero inside the square is a pixel the output never sees although
+    it lies within the receptive field: rates ``(2, 2, 2)`` only ever see every other row and
+    column ("gridding"), rates ``(1, 2, 4)`` or ``(1, 2, 5)`` see every pixel.
+    """
+    kernel_size = _int(kernel_size, "kernel_size", 1)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (a centred kernel), got {kernel_size}")
+    if isinstance(rates, (str, bytes)) or not isinstance(rates, Iterable):
+        raise TypeError(f"rates must be a sequence of ints, got {type(rates).__name__}")
+    rates = [_int(rate, f"rates[{i}]", 1) for i, rate in enumerate(rates)]
+    if not rates:
+        raise ValueError("rates must hold at least one dilation rate, got an empty sequence")
+    size = 1 + (kernel_size - 1) * sum(rates)
+    paths = torch.zeros(1, 1, size, size, dtype=torch.float64)
+    paths[..., size // 2, size // 2] = 1.0  # one output; spread it back through the layers
+    ones = torch.ones(1, 1, kernel_size, kernel_size, dtype=torch.float64)
+    for rate in reversed(rates):  # the kernels are symmetric: correlation = its transpose
+        paths = F.conv2d(paths, ones, padding=rate * (kernel_size - 1) // 2, dilation=rate)
+    return paths[0, 0].round().long()

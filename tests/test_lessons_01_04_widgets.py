@@ -1,0 +1,104 @@
+"""The widgets of lessons 01-04 redraw when a control moves and report what they show."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from segedu import widgets  # noqa: E402
+from segedu.models.autoencoder import ConvAutoencoder, MLPAutoencoder  # noqa: E402
+
+
+def test_bottleneck_explorer_compares_pca_and_the_autoencoder_at_each_k():
+    torch.manual_seed(0)
+    fit_on = torch.rand(30, 1, 6, 6)
+    images = fit_on[:4]  # images PCA was fitted on: more components never fit worse
+    models = {k: MLPAutoencoder(36, (8,), k) for k in (1, 2, 4)}
+    demo = widgets.bottleneck_explorer(images, fit_on, models)
+    assert demo.result["k"] == 4  # starts at the largest bottleneck
+    pictures, pca_errors = {}, []
+    for k in (1, 2, 4):
+        pictures[k] = demo.update(k=k)
+        pca_errors.append(demo.result["pca_mse"])
+        assert demo.result["k"] == k and demo.result["ae_mse"] > 0
+    assert len(set(pictures.values())) == 3
+    assert pca_errors[0] >= pca_errors[1] >= pca_errors[2]
+    assert demo.update(index=3) != pictures[4]
+    with pytest.raises(ValueError, match="models"):
+        widgets.bottleneck_explorer(images, fit_on, {})
+
+
+def test_denoising_viewer_reports_psnr_that_falls_with_the_noise():
+    demo = widgets.denoising_viewer(ConvAutoencoder(3, (4,)), torch.rand(3, 3, 16, 16))
+    scores = []
+    pictures = set()
+    for sigma in (0.1, 0.3, 0.5):
+        pictures.add(demo.update(sigma=sigma))
+        scores.append(demo.result["noisy"])
+    assert len(pictures) == 3
+    assert scores[0] > scores[1] > scores[2]
+    demo.update(sigma=0.0)
+    assert demo.result["noisy"] == float("inf")  # no noise: the noisy image is the clean one
+    assert demo.update(index=2) != demo.update(index=1)
+
+
+def test_upsample_with_every_method_gives_the_input_size():
+    image = torch.rand(1, 3, 13, 10)
+    for method in widgets.UPSAMPLING_METHODS:
+        for factor in (2, 3):
+            small, up = widgets.upsample_with(method, image, factor)
+            assert small.shape[-2:] == (13 // factor, 10 // factor)
+            assert up.shape == (1, 3, 13 // factor * factor, 10 // factor * factor), (method, factor)
+    with pytest.raises(ValueError, match="method"):
+        widgets.upsample_with("bicubic", image, 2)
+
+
+def test_upsampling_viewer_redraws_for_each_method_and_factor():
+    ramp = torch.linspace(0, 1, 32)
+    image = torch.stack([ramp[:, None] * ramp[None, :], ramp[:, None].expand(32, 32), ramp[None, :].expand(32, 32)])
+    demo = widgets.upsampling_viewer(image)
+    pictures, scores = set(), {}
+    for method in widgets.UPSAMPLING_METHODS:
+        pictures.add(demo.update(method=method, factor=4))
+        scores[method] = demo.result["psnr"]
+    assert len(pictures) == len(widgets.UPSAMPLING_METHODS)
+    assert scores["bilinear"] > scores["nearest"] > scores["bed of nails"]  # a smooth image favours interpolation
+    demo.update(method="nearest", factor=2)
+    assert demo.result["shape"] == (1, 3, 32, 32)
+    demo.update(factor=3)
+    assert demo.result["shape"] == (1, 3, 30, 30)
+
+
+def test_show_matrices_writes_every_value():
+    fig = widgets.show_matrices([torch.tensor([[1, 3], [2, 0]]), torch.rand(3, 3)], ["a", "b"])
+    first, second = fig.axes
+    assert [t.get_text() for t in first.texts] == ["1", "3", "2", "0"]
+    assert len(second.texts) == 9 and all("." in t.get_text() for t in second.texts)
+    assert "a" in first.get_title() and "2x2" in first.get_title()
+    big = widgets.show_matrices([torch.zeros(20, 20)])
+    assert not big.axes[0].texts  # too large to annotate
+    matplotlib.pyplot.close("all")
+
+
+def test_checkerboard_viewer_flags_uneven_overlaps():
+    demo = widgets.checkerboard_viewer()
+    assert demo.result == {"uniform": False, "min": 1, "max": 4}  # kernel 3, stride 2
+    pictures = set()
+    for kernel, stride in ((3, 2), (4, 2), (5, 3), (6, 3), (3, 1)):
+        pictures.add(demo.update(kernel=kernel, stride=stride))
+        assert demo.result["uniform"] == (kernel % stride == 0), (kernel, stride)
+    assert len(pictures) == 5
+    demo.update(kernel=6, stride=3)
+    assert demo.result["min"] == demo.result["max"] == 4
+
+
+def test_dilation_viewer_shows_field_and_gridding():
+    demo = widgets.dilation_viewer()
+    assert demo.result == {"size": 15, "seen": 1.0}  # rates 1, 2, 4
+    grid = demo.update(rate1=2, rate2=2, rate3=2)
+    assert demo.result["size"] == 13 and demo.result["seen"] == pytest.approx(49 / 169)
+    mixed = demo.update(rate1=1, rate2=2, rate3=5)
+    assert demo.result == {"size": 17, "seen": 1.0}
+    assert grid != mixed
