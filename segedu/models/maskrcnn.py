@@ -1,0 +1,278 @@
+"""A small Mask R-CNN: torchvision's ``MaskRCNN`` sized for the 64-pixel shape scenes (lesson 09).
+
+He, Gkioxari, Dollar & Girshick, "Mask R-CNN", ICCV 2017, with the Feature Pyramid Network of Lin et al.,
+"Feature Pyramid Networks for Object Detection", CVPR 2017. torchvision implements every stage; this module
+only chooses sizes, because the defaults are made for 800-pixel COCO photos and a ResNet-50:
+
+1. **Backbone** - a tiny VGG-style body (pairs of 3x3 conv + BN + ReLU, each stage halving the resolution:
+   strides 2, 4, 8, 16; channels ``w, 2w, 4w, 8w``) trained from scratch, optionally with an FPN on strides
+   4, 8, 16 (+ a max-pooled level at 32). No pretrained weights anywhere: nothing is ever downloaded.
+2. **RPN** - anchors of 1/8, 1/4, 1/2 and 1x the image side (8-64 px at 64 px, one size per FPN level),
+   aspect ratios 1:2, 1:1, 2:1, because the shapes are 8 to 40 px across. Fewer proposals than the COCO
+   defaults: a scene holds a handful of objects.
+3. **RoIAlign** - 7 x 7 features for the box head, 14 x 14 for the mask head, 2 x 2 samples per bin as in
+   the paper (``torchvision.ops.MultiScaleRoIAlign``; ``segedu.ops.roi.roi_align`` is the same op by hand).
+4. **Box head** - two fully connected layers, then per-class scores and box deltas.
+5. **Mask head** - two 3x3 convs and a 2x transposed conv to ``K`` masks of 28 x 28, one per class, each
+   with its own sigmoid; the loss looks only at the mask of the ground-truth class, so classes do not compete
+   for pixels (the paper's "decoupling" of masks and classes).
+
+The transform that torchvision puts in front resizes every image so its short side is ``min_size``; here
+``min_size = max_size = image_size``, so the 64-pixel scenes stay 64 pixels instead of being blown up to 800.
+
+Three helpers look inside a trained model for the lesson: ``raw_detections`` (the detections before the final
+NMS), ``filter_detections`` (score threshold + our class-wise NMS, reproducing the model's post-processing) and
+``masks_for_boxes`` (the mask head's answer for boxes we choose).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+
+from segedu import runtime
+from segedu.ops.roi import batched_nms
+
+__all__ = ["tiny_body", "TinyBackbone", "mask_rcnn", "DEFAULTS", "raw_detections", "filter_detections", "masks_for_boxes"]
+
+# Fewer proposals and sampled RoIs than torchvision's COCO defaults (2000/1000 proposals, 512 RoIs per
+# image): our scenes hold 1-4 objects, and every RoI costs time on a CPU. Any of these can be overridden.
+DEFAULTS: dict = dict(
+    rpn_pre_nms_top_n_train=300,  # per FPN level, before the RPN's NMS
+    rpn_post_nms_top_n_train=150,
+    rpn_pre_nms_top_n_test=200,
+    rpn_post_nms_top_n_test=100,
+    rpn_batch_size_per_image=128,  # anchors sampled for the RPN loss
+    box_batch_size_per_image=64,  # proposals sampled for the box and mask losses (25% positive at most)
+    box_detections_per_img=100,  # COCO's limit, which mask AP assumes
+)
+
+
+def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def tiny_body(width: int = 16) -> nn.Sequential:
+    """Four stages of two 3x3 convs, each starting with stride 2: ``[B, 3, H, W]`` ->
+    ``stem [B, w, H/2, W/2]`` -> ``layer1 [B, 2w, H/4, W/4]`` -> ``layer2 [B, 4w, H/8, W/8]`` ->
+    ``layer3 [B, 8w, H/16, W/16]`` (named children, so torchvision's ``IntermediateLayerGetter`` can tap them).
+    BatchNorm, because the body trains from scratch with batches of 16 or more."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an int >= 1, got {width!r}")
+    w = width
+    return nn.Sequential(OrderedDict(
+        stem=nn.Sequential(_conv(3, w), _conv(w, w, stride=2)),
+        layer1=nn.Sequential(_conv(w, 2 * w, stride=2), _conv(2 * w, 2 * w)),
+        layer2=nn.Sequential(_conv(2 * w, 4 * w, stride=2), _conv(4 * w, 4 * w)),
+        layer3=nn.Sequential(_conv(4 * w, 8 * w, stride=2), _conv(8 * w, 8 * w)),
+    ))
+
+
+class TinyBackbone(nn.Module):
+    """The body up to ``layer2`` as a single-map backbone: ``[B, 3, H, W]`` -> ``[B, 4w, H/8, W/8]``.
+
+    ``out_channels`` tells torchvision's heads how many channels to expect. Used when ``fpn=False``: one
+    stride-8 map for every object size, as in the original Faster R-CNN with a single feature map.
+    """
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        body = tiny_body(width)
+        self.body = nn.Sequential(body.stem, body.layer1, body.layer2)
+        self.out_channels = 4 * width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def mask_rcnn(
+    num_classes: int,
+    backbone: str = "tiny",
+    fpn: bool = True,
+    image_size: int | None = None,
+    width: int | None = None,
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
+    **kwargs,
+) -> MaskRCNN:
+    """torchvision's ``MaskRCNN`` with a tiny backbone and sizes for ``image_size``-pixel shape scenes.
+
+    Args:
+        num_classes: classes **including background**, as torchvision counts them (6 for ``ShapesDataset``).
+        backbone: ``"tiny"`` (see ``tiny_body``), the only built-in one; or any ``nn.Module`` with an
+            ``out_channels`` attribute returning one map ``[B, C, h, w]`` or an ``OrderedDict`` of maps
+            (then pass ``rpn_anchor_generator``, ``box_roi_pool`` and ``mask_roi_pool`` that match it).
+        fpn: with the FPN (levels at strides 4, 8, 16, 32) or a single stride-8 map.
+        image_size: side of the training images; sets the transform (no resizing) and the anchor sizes.
+            Default ``runtime.profile().image_size``.
+        width: base channel width of the backbone (heads scale with it). Default ``runtime.profile().width``.
+        aspect_ratios: anchor height / width ratios, the same at every location and level.
+        **kwargs: any ``torchvision.models.detection.MaskRCNN`` argument; overrides ``DEFAULTS`` and the
+            choices above (e.g. ``box_nms_thresh``, ``box_score_thresh``, ``rpn_anchor_generator``).
+
+    Returns:
+        a ``MaskRCNN``: in training mode ``model(images, targets)`` returns a dict of five losses
+        (``loss_classifier``, ``loss_box_reg``, ``loss_mask``, ``loss_objectness``, ``loss_rpn_box_reg``); in
+        eval mode ``model(images)`` returns one dict per image with ``boxes [N, 4]``, ``labels [N]``,
+        ``scores [N]`` and ``masks [N, 1, H, W]`` (probabilities). ``images`` is a list of ``[3, H, W]``
+        tensors in [0, 1]; targets are ``ShapesDataset(variant="instance")`` dicts.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2 (background + at least one class), got {num_classes!r}")
+    if not isinstance(fpn, bool):
+        raise TypeError(f"fpn must be True or False, got {fpn!r}")
+    profile = runtime.profile()
+    image_size = profile.image_size if image_size is None else image_size
+    width = profile.width if width is None else width
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16:
+        raise ValueError(f"image_size must be an int >= 16, got {image_size!r}")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an int >= 1, got {width!r}")
+
+    # Anchor sizes follow the image: objects span 1/8 to 2/3 of the side whatever the resolution.
+    s = image_size / 64
+    ratios = tuple(float(r) for r in aspect_ratios)
+    if isinstance(backbone, nn.Module):
+        if not hasattr(backbone, "out_channels"):
+            raise ValueError("a custom backbone needs an out_channels attribute (channels of its feature maps)")
+        net, levels = backbone, ["0"]
+        anchors = AnchorGenerator(((8 * s, 16 * s, 32 * s),), (ratios,))
+    elif backbone == "tiny" and fpn:
+        net = BackboneWithFPN(
+            tiny_body(width),
+            return_layers={"layer1": "0", "layer2": "1", "layer3": "2"},
+            in_channels_list=[2 * width, 4 * width, 8 * width],
+            out_channels=2 * width,  # small: the RPN head and the RoI heads run on these channels
+        )  # adds a max-pooled level "pool" (stride 32) for the RPN, as torchvision's ResNet-FPN
+        levels = ["0", "1", "2"]
+        anchors = AnchorGenerator(((8 * s,), (16 * s,), (32 * s,), (64 * s,)), (ratios,) * 4)
+    elif backbone == "tiny":
+        net, levels = TinyBackbone(width), ["0"]
+        anchors = AnchorGenerator(((8 * s, 16 * s, 32 * s),), (ratios,))
+    else:
+        raise ValueError(f"backbone must be 'tiny' or an nn.Module with out_channels, got {backbone!r}")
+
+    channels = net.out_channels
+    hidden = 8 * width  # box head width
+    mask_channels = 2 * width
+    options = dict(
+        min_size=image_size,
+        max_size=image_size,  # torchvision would otherwise upscale every image to 800 px
+        rpn_anchor_generator=anchors,
+        box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(channels * 7 * 7, hidden),
+        box_predictor=FastRCNNPredictor(hidden, num_classes),
+        mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
+        mask_head=MaskRCNNHeads(channels, (mask_channels, mask_channels), 1),
+        mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, num_classes),
+        **DEFAULTS,
+    )
+    options.update(kwargs)
+    # num_classes is implied by the predictors we pass (torchvision refuses both).
+    return MaskRCNN(net, **options)
+
+
+# --------------------------------------------------------------------------- looking inside the detector
+
+
+def _image_list(images) -> list[torch.Tensor]:
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        return list(images)
+    if isinstance(images, (list, tuple)) and all(isinstance(i, torch.Tensor) and i.dim() == 3 for i in images):
+        return list(images)
+    got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+    raise ValueError(f"images must be a tensor [B, 3, H, W] or a list of [3, H, W] tensors, got {got}")
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, MaskRCNN):
+        raise TypeError(f"model must be a torchvision MaskRCNN (see mask_rcnn()), got {type(model).__name__}")
+
+
+@torch.no_grad()
+def raw_detections(model: MaskRCNN, images, score_threshold: float = 0.05) -> list[dict]:
+    """The model's detections **before** its final per-class NMS (eval mode, no gradients).
+
+    torchvision's ``RoIHeads`` turns every proposal into one scored box per class, drops scores
+    ``<= score_threshold``, runs class-wise NMS at ``box_nms_thresh`` and keeps the best
+    ``box_detections_per_img``. Here the NMS threshold is set to 1 (an IoU is never > 1, so nothing is
+    suppressed) and the cap removed, for one call; the settings are restored afterwards. The mask head runs on
+    every raw box, and a box's mask depends only on its own features, so ``filter_detections(raw, s, t)``
+    gives exactly what the model returns with ``box_score_thresh = s`` and ``box_nms_thresh = t``.
+
+    Returns one dict per image: ``boxes [N, 4]``, ``labels [N]``, ``scores [N]``, ``masks [N, 1, H, W]``.
+    """
+    _check_model(model)
+    heads = model.roi_heads
+    saved = heads.score_thresh, heads.nms_thresh, heads.detections_per_img, model.training
+    heads.score_thresh, heads.nms_thresh, heads.detections_per_img = float(score_threshold), 1.0, 10**9
+    model.eval()
+    try:
+        return model(_image_list(images))
+    finally:
+        heads.score_thresh, heads.nms_thresh, heads.detections_per_img = saved[:3]
+        model.train(saved[3])
+
+
+def filter_detections(
+    detections: dict, score_threshold: float = 0.05, iou_threshold: float = 0.5, max_detections: int = 100
+) -> dict:
+    """What Mask R-CNN's post-processing keeps of one image's raw detections (``raw_detections``):
+    scores ``> score_threshold``, then class-wise NMS at ``iou_threshold`` (``segedu.ops.roi.batched_nms``,
+    by hand), then the ``max_detections`` best. Returns a dict with the same keys, rows selected."""
+    if not isinstance(detections, dict) or not {"boxes", "labels", "scores"} <= set(detections):
+        raise ValueError("detections must be a dict with boxes, labels and scores (one image of raw_detections)")
+    keep = torch.nonzero(detections["scores"] > score_threshold).flatten()
+    kept = batched_nms(detections["boxes"][keep], detections["scores"][keep], detections["labels"][keep], iou_threshold)
+    keep = keep[kept[:max_detections]]
+    return {key: value[keep] for key, value in detections.items()}
+
+
+@torch.no_grad()
+def masks_for_boxes(model: MaskRCNN, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The mask head's answer for boxes **we** choose: ``[N, 1, H, W]`` probabilities, pasted into the image.
+
+    Runs the backbone, RoIAligns each box (``mask_roi_pool``), the mask head, and reads the mask of the given
+    class (sigmoid), exactly as Mask R-CNN does for its own detections. The head sees nothing but the features
+    inside the box: two identical boxes with the same label get identical masks, whatever the image holds.
+
+    Args:
+        image: ``[3, H, W]`` in [0, 1]; boxes: ``[N, 4]`` (x1, y1, x2, y2) in pixels; labels: int ``[N]``.
+    """
+    _check_model(model)
+    from torchvision.models.detection.roi_heads import maskrcnn_inference
+    from torchvision.models.detection.transform import resize_boxes
+
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        raise ValueError(f"image must be a tensor [3, H, W], got {getattr(image, 'shape', type(image).__name__)}")
+    if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be a tensor [N, 4], got {getattr(boxes, 'shape', type(boxes).__name__)}")
+    if not isinstance(labels, torch.Tensor) or labels.shape != boxes.shape[:1]:
+        raise ValueError(f"labels must be a tensor [N] with N = {boxes.shape[0]}, got {getattr(labels, 'shape', labels)}")
+    was_training = model.training
+    model.eval()
+    try:
+        batch, _ = model.transform([image])  # normalise (and resize, a no-op at image_size)
+        features = model.backbone(batch.tensors)
+        if isinstance(features, torch.Tensor):
+            features = OrderedDict([("0", features)])
+        size = batch.image_sizes[0]
+        scaled = resize_boxes(boxes.to(batch.tensors), tuple(image.shape[-2:]), size)
+        heads = model.roi_heads
+        x = heads.mask_predictor(heads.mask_head(heads.mask_roi_pool(features, [scaled], [size])))
+        probs = maskrcnn_inference(x, [labels.to(x.device)])
+        result = [{"boxes": scaled, "masks": probs[0]}]
+        return model.transform.postprocess(result, [size], [tuple(image.shape[-2:])])[0]["masks"]
+    finally:
+        model.train(was_training)

@@ -1,0 +1,287 @@
+"""U-Net: Ronneberger, Fischer & Brox, "U-Net: convolutional networks for biomedical image segmentation",
+MICCAI 2015 (lesson 06).
+
+An encoder and a decoder of the same depth, joined level by level:
+
+* encoder level ``i``: two 3x3 conv + BN + ReLU with ``base * 2**i`` channels, then a 2x2 max-pool;
+* bottleneck at level ``depth`` (``base * 2**depth`` channels: 1024 in the paper);
+* decoder level ``i``: a 2x2 up-convolution that doubles the size and halves the channels, the encoder's
+  level-``i`` features **concatenated** to it (the skip: fine detail the bottleneck has lost), two 3x3 conv
+  + BN + ReLU;
+* a 1x1 convolution to the class scores.
+
+Compared with FCN-8s: several learned upsampling steps instead of one big one, skips at every level, and
+concatenation (the decoder sees the features themselves) instead of adding score maps.
+
+The paper's convolutions are unpadded ("valid"): every 3x3 convolution trims one pixel per side, so only
+pixels whose whole context lies inside the input are predicted, and the skip features must be
+**centre-cropped** to the smaller decoder map. A 572 x 572 input gives a 388 x 388 output (depth 4).
+Large images are predicted tile by tile, each tile's missing context at the image border mirrored from
+the image ("overlap-tile"): ``input_size_for`` gives the input a wanted output needs, ``MirrorContext``
+does the mirroring for a whole image. ``padding="same"`` pads every convolution instead: output size =
+input size for any input (padded to a multiple of ``2**depth`` first, cropped back after).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segedu.models.backbones import pad_to_multiple
+
+__all__ = ["center_crop", "unet_output_size", "unet_input_size", "mirror_pad", "DoubleConv", "UNet", "MirrorContext"]
+
+PADDINGS = ("same", "valid")
+UPS = ("transpose", "bilinear")
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def center_crop(x: torch.Tensor, size) -> torch.Tensor:
+    """The central ``[..., h, w]`` window of ``x`` ``[..., H, W]``; ``size`` is ``(h, w)`` or one int.
+
+    When ``H - h`` is odd the extra row is cut at the bottom (``top = (H - h) // 2``), likewise for
+    columns. U-Net crops the encoder's features this way before concatenating them to the decoder's.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        raise TypeError(f"x must be a tensor [..., H, W], got {type(x).__name__}")
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    height, width = x.shape[-2:]
+    if not (0 < h <= height and 0 < w <= width):
+        raise ValueError(f"size must be at most the size of x {(height, width)} and positive, got {(h, w)}")
+    top, left = (height - h) // 2, (width - w) // 2
+    return x[..., top : top + h, left : left + w]
+
+
+def _trace(size: int, depth: int) -> tuple[int, str | None]:
+    """Follow a valid U-Net's map down and up: ``(output side, None)`` or ``(0, why it fails)``."""
+    for level in range(depth):
+        size -= 4  # two unpadded 3x3 convolutions
+        if size < 2 or size % 2:
+            # An odd map would lose its last row in the pool, and the skip would no longer line up.
+            return 0, f"the map before pool {level + 1} would be {size} pixels (it must be even and >= 2)"
+        size //= 2
+    size -= 4  # bottleneck
+    for _ in range(depth):
+        size = 2 * size - 4  # up-convolution, then two unpadded 3x3 convolutions
+    return (size, None) if size >= 1 else (0, "nothing would be left to predict")
+
+
+def unet_output_size(input_size: int, depth: int = 4, padding: str = "valid") -> int:
+    """Output side of a U-Net for an input side (square or per axis).
+
+    ``"same"``: the input size. ``"valid"``: follow the map down and up - every double conv trims 4 pixels,
+    every pool halves (the map must be even there), every up-convolution doubles. 572 -> 388 at depth 4.
+    Raises ``ValueError`` for an input no valid U-Net of this depth accepts, naming the nearest sizes that
+    work (they are ``2**depth`` apart).
+    """
+    _check_int(input_size, "input_size", 1)
+    _check_int(depth, "depth", 1)
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    if padding == "same":
+        return input_size
+    size, why = _trace(input_size, depth)
+    if why is not None:
+        smallest = unet_input_size(1, depth)
+        near = [s for s in range(max(smallest, input_size - 2**depth), input_size + 2**depth + 1)
+                if _trace(s, depth)[1] is None] or [smallest]
+        raise ValueError(
+            f"input_size {input_size} does not fit a valid U-Net of depth {depth}: {why}; "
+            f"valid sizes near it: {near} (unet_input_size gives the one a wanted output needs)"
+        )
+    return size
+
+
+def unet_input_size(output_size: int, depth: int = 4) -> int:
+    """The smallest input side whose valid U-Net output is at least ``output_size`` (overlap-tile).
+
+    Walk the network backwards: through the decoder each level needs ``ceil((size + 4) / 2)`` pixels
+    below it, the bottleneck adds 4, then every encoder level doubles and adds 4. ``unet_input_size(388)``
+    is 572 at depth 4; the output of that input is >= ``output_size`` (equal when the size is reachable).
+    """
+    _check_int(output_size, "output_size", 1)
+    _check_int(depth, "depth", 1)
+    size = output_size
+    for _ in range(depth):
+        size = -(-(size + 4) // 2)  # ceil: the map below must produce at least this many pixels
+    size += 4
+    for _ in range(depth):
+        size = 2 * size + 4
+    return size
+
+
+def _mirror_index(size: int, before: int, after: int, device) -> torch.Tensor:
+    """Source indices of a mirrored axis: ``-before .. size + after - 1`` folded back into ``0 .. size - 1``."""
+    index = torch.arange(-before, size + after, device=device)
+    period = 2 * (size - 1)  # a mirrored signal repeats every 2 (n - 1) samples (the edges are not doubled)
+    index = index.remainder(period)
+    return torch.where(index >= size, period - index, index)
+
+
+def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Extend ``[..., H, W]`` by mirroring it at its borders (the paper's Fig. 2), by any amount.
+
+    Equals ``F.pad(x, (left, right, top, bottom), mode="reflect")`` (edge pixels not repeated), which only
+    accepts margins smaller than the map; wider margins keep reflecting, like ``numpy.pad(mode="reflect")``.
+    Done by index arithmetic: a gather, no loop.
+    """
+    for amount in (top, bottom, left, right):
+        _check_int(amount, "pad", 0)
+    height, width = x.shape[-2:]
+    if (min(height, width) < 2 and (top or bottom or left or right)):
+        raise ValueError(f"cannot mirror a map of size {(height, width)}: it needs at least 2 pixels per side")
+    rows = _mirror_index(height, top, bottom, x.device)
+    cols = _mirror_index(width, left, right, x.device)
+    return x[..., rows[:, None], cols[None, :]]
+
+
+class DoubleConv(nn.Sequential):
+    """(3x3 conv -> BN -> ReLU) x 2: ``[B, in, H, W] -> [B, out, H', W']``.
+
+    ``padding="same"``: ``H' = H``; ``"valid"``: ``H' = H - 4`` (each unpadded 3x3 trims one pixel per side).
+    The conv bias is dropped: the BatchNorm that follows subtracts the mean anyway.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str = "same"):
+        p = 1 if padding == "same" else 0
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=p, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=p, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+def _up(in_channels: int, out_channels: int, mode: str) -> nn.Module:
+    """Double the size and halve the channels: the paper's 2x2 up-convolution, or bilinear + 1x1 conv."""
+    if mode == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size=1),
+    )
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al., MICCAI 2015) with BatchNorm.
+
+    Args:
+        num_classes: K, channels of the output logits.
+        in_channels: image channels.
+        base: channels of the first level; level i has ``base * 2**i`` (64 ... 1024 in the paper).
+        depth: number of poolings (4 in the paper).
+        padding: ``"same"`` (padded convs; output = input size, any size) or ``"valid"`` (the paper:
+            unpadded convs and centre-cropped skips; output smaller than the input, see ``output_size``).
+        up: ``"transpose"`` (2x2 up-convolution, stride 2) or ``"bilinear"`` (bilinear 2x + 1x1 conv).
+        skips: ``False`` removes the concatenations: a plain encoder-decoder (the ablation of lesson 06).
+
+    ``forward(x)``: ``[B, in_channels, H, W]`` -> logits ``[B, K, H, W]`` ("same") or
+    ``[B, K, output_size(H), output_size(W)]`` ("valid"). ``features(x)`` returns every level's map too.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3, base: int = 64, depth: int = 4,
+                 padding: str = "same", up: str = "transpose", skips: bool = True):
+        super().__init__()
+        _check_int(num_classes, "num_classes", 1)
+        _check_int(in_channels, "in_channels", 1)
+        _check_int(base, "base", 1)
+        _check_int(depth, "depth", 1)
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        if up not in UPS:
+            raise ValueError(f"up must be one of {UPS}, got {up!r}")
+        if not isinstance(skips, bool):
+            raise TypeError(f"skips must be a bool, got {type(skips).__name__}")
+        self.num_classes, self.in_channels, self.depth = num_classes, in_channels, depth
+        self.padding, self.skips = padding, skips
+        widths = [base * 2**i for i in range(depth + 1)]
+        self.widths = widths
+        self.encoder = nn.ModuleList(
+            [DoubleConv(in_channels, widths[0], padding)]
+            + [DoubleConv(widths[i - 1], widths[i], padding) for i in range(1, depth + 1)]
+        )
+        self.pool = nn.MaxPool2d(2)
+        # Decoder level i (from depth-1 down to 0): up from level i+1, then concatenate level i's features.
+        levels = range(depth - 1, -1, -1)
+        self.ups = nn.ModuleList([_up(widths[i + 1], widths[i], up) for i in levels])
+        self.decoder = nn.ModuleList(
+            [DoubleConv(2 * widths[i] if skips else widths[i], widths[i], padding) for i in levels]
+        )
+        self.classifier = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+
+    def output_size(self, input_size: int) -> int:
+        """Output side for an input side (572 -> 388 for a valid U-Net of depth 4)."""
+        return unet_output_size(input_size, self.depth, self.padding)
+
+    def input_size_for(self, output_size: int) -> int:
+        """Smallest input side whose output is at least ``output_size`` ("same": ``output_size`` itself)."""
+        return output_size if self.padding == "same" else unet_input_size(output_size, self.depth)
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every level's feature map: ``enc0 .. enc{depth-1}``, ``bottleneck``, ``dec{depth-1} .. dec0`` and
+        ``logits`` (level i is at 1 / 2**i of the (padded) input; "valid" maps are smaller)."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must be [B, {self.in_channels}, H, W], got {got}")
+        height, width = x.shape[-2:]
+        if self.padding == "same":
+            x = pad_to_multiple(x, 2**self.depth)  # every pool then halves an even map
+        else:
+            for side in (height, width):
+                self.output_size(side)  # a clear error for a size the valid network cannot take
+        maps, skips = {}, []
+        for level, block in enumerate(self.encoder):
+            x = block(x if level == 0 else self.pool(x))
+            name = "bottleneck" if level == self.depth else f"enc{level}"
+            maps[name] = x
+            skips.append(x)
+        skips.pop()  # the bottleneck is the way up, not a skip
+        for level, up, block in zip(range(self.depth - 1, -1, -1), self.ups, self.decoder):
+            x = up(x)
+            skip = skips.pop()
+            if self.skips:
+                # "valid": the encoder map is larger (it lost fewer border pixels), keep its centre.
+                x = torch.cat([center_crop(skip, x.shape[-2:]), x], dim=1)
+            x = block(x)
+            maps[f"dec{level}"] = x
+        logits = self.classifier(x)
+        if self.padding == "same":
+            logits = logits[..., :height, :width]
+        maps["logits"] = logits
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)["logits"]
+
+
+class MirrorContext(nn.Module):
+    """A valid U-Net that predicts a whole image: the missing border context is mirrored (overlap-tile).
+
+    ``forward(x)``: ``[B, C, H, W]`` -> logits ``[B, K, H, W]``. The image is mirror-padded to the input
+    size ``unet.input_size_for(H)`` (margins split evenly, the extra pixel at the bottom/right), the
+    U-Net predicts, and the output window that lies over the original image is cut out. Every prediction
+    then comes from valid convolutions only; near the border part of the context is a mirror image.
+    """
+
+    def __init__(self, unet: UNet):
+        super().__init__()
+        if not isinstance(unet, UNet):
+            raise TypeError(f"unet must be a UNet, got {type(unet).__name__}")
+        self.unet = unet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        need_h, need_w = self.unet.input_size_for(height), self.unet.input_size_for(width)
+        top, left = (need_h - height) // 2, (need_w - width) // 2
+        out = self.unet(mirror_pad(x, top, need_h - height - top, left, need_w - width - left))
+        # Output pixel j sits over padded-input pixel j + margin, i.e. image pixel j + margin - top.
+        margin_h, margin_w = (need_h - out.shape[-2]) // 2, (need_w - out.shape[-1]) // 2
+        return out[..., top - margin_h : top - margin_h + height, left - margin_w : left - margin_w + width]
