@@ -260,13 +260,14 @@ class PermutohedralLattice:
         rounded = torch.round(elevated * down)
         rem0 = rounded * (d + 1)
         diff = elevated - rem0
-        rank = rounded.sum(1, keepdim=True).long().repeat(1, d + 1)
+        rank = rounded.sum(1, keepdim=True).int().repeat(1, d + 1)
         for j in range(d + 1):  # count the coordinates ahead of each one; ties go to the lower index
             rank[:, :j] += diff[:, :j] < diff[:, j : j + 1]
             rank[:, j + 1 :] += diff[:, j + 1 :] <= diff[:, j : j + 1]
-        wrap = (rank < 0).long() - (rank > d).long()  # bring the point back onto the plane sum = 0
-        rank += (d + 1) * wrap
+        wrap = (rank < 0).int() - (rank > d).int()  # bring the point back onto the plane sum = 0
+        rank = (rank + (d + 1) * wrap).long()
         rem0 += (d + 1) * wrap
+        q0 = (rounded[:, :d] + wrap[:, :d]).long()  # rem0 / (d + 1)
 
         # 3. Barycentric coordinates of the pixel in its simplex (p.10).
         v = (elevated - rem0) * down
@@ -282,9 +283,8 @@ class PermutohedralLattice:
         #    plus (d+1) x the mixed-radix number of q_i = (k_i - r) / (d+1) over the first d coordinates (the
         #    last is implied by sum = 0) - (d+1)^d times fewer values than the raw coordinates, which lets most
         #    lattices use int32. Going from corner r-1 to r, q drops by 1 on the coordinate of rank d-r+1.
-        rem = torch.div(rem0[:, :d], d + 1, rounding_mode="floor").long()  # q of corner 0
-        low = rem.amin(0) - 2  # corners have q or q - 1, their blur neighbours one more either way
-        span = rem.amax(0) + 2 - low
+        low = q0.amin(0) - 2  # corners have q0 or q0 - 1, their blur neighbours one more either way
+        span = q0.amax(0) + 2 - low
         bits = math.log2(d + 1) + float(torch.log2(span.double()).sum())
         if bits >= 62:
             raise ValueError(
@@ -293,9 +293,10 @@ class PermutohedralLattice:
             )
         stride = (d + 1) * torch.cumprod(torch.cat([span.new_ones(1), span[:-1]]), 0)
         stride_ext = torch.cat([stride, stride.new_zeros(1)])  # the implied coordinate has no stride
-        by_rank = torch.empty_like(rank).scatter_(1, rank, torch.arange(d + 1, device=dev).expand(n, d + 1))
-        step = 1 - stride_ext[by_rank[:, d - torch.arange(d, device=dev)]]  # [n, d]: corner r-1 -> r
-        base = ((rem - low) * stride).sum(1, keepdim=True)
+        # the coordinate of rank k loses its stride at corner d - k + 1, i.e. in column d - k of the steps
+        drops = torch.zeros(n, d + 1, dtype=stride.dtype, device=dev).scatter_(1, d - rank, stride_ext.expand(n, -1))
+        step = 1 - drops[:, :d]  # [n, d]: corner r-1 -> r
+        base = ((q0 - low) * stride).sum(1, keepdim=True)
         keys = torch.cat([base, base + step.cumsum(1)], 1)  # [n, d+1]
         if bits < 31:  # most lattices fit in int32, which sorts about 3x faster
             keys, stride_ext = keys.int(), stride_ext.int()
@@ -311,7 +312,7 @@ class PermutohedralLattice:
         self.offsets = torch.empty_like(ids).scatter_(0, order, ids).view(n, d + 1)
         self._splat_pixels = order // (d + 1)
         self._splat_bags = torch.nonzero(first).squeeze(1)  # where each lattice point's entries start
-        self._splat_weights = self.barycentric.reshape(-1)[order]
+        self._splat_weights = self.barycentric.reshape(-1).index_select(0, order)
         # pydensecrf's "magic scaling constant" (Adams): the lattice gains a factor 1 + 2^-d.
         self._slice_weights = self.barycentric / (1.0 + 2.0 ** (-d))
 
@@ -325,7 +326,7 @@ class PermutohedralLattice:
         right = torch.where(r == d, points - d + stride.sum(), points + 1) - axis  # key + 1, axis - d
         queries = torch.stack([left, right], 1)  # [d+1, 2, M]
         pos = torch.searchsorted(points, queries.reshape(-1)).clamp_(max=m - 1).view_as(queries)
-        found = points[pos] == queries
+        found = points.index_select(0, pos.reshape(-1)).view_as(queries) == queries
         itself = torch.arange(m, device=dev).expand(d + 1, 1, m)
         self._blur_index = torch.cat([itself, torch.where(found, pos, 0)], 1).transpose(1, 2).contiguous()
         self._blur_weights = torch.cat([torch.ones_like(itself, dtype=torch.float32), 0.5 * found], 1)
@@ -335,7 +336,7 @@ class PermutohedralLattice:
     def scaled(self, pre: torch.Tensor, post: torch.Tensor) -> "PermutohedralLattice":
         """The same lattice with per-pixel scales ``[N]`` folded into the splat and slice weights."""
         other = copy.copy(self)
-        other._splat_weights = self._splat_weights * pre[self._splat_pixels]
+        other._splat_weights = self._splat_weights * pre.index_select(0, self._splat_pixels)
         other._slice_weights = self._slice_weights * post[:, None]
         return other
 
