@@ -29,6 +29,9 @@ lab: $(STAMP)
 
 # Unit tests, every lesson through nbval (SEGEDU_PROFILE=quick unless set), then the lessons in a real
 # JupyterLab in headless Chromium (skipped with a message where Chromium is missing, failing in CI).
+# One torch thread: the lessons run many small ops, which two threads on two cores slow down (measured: the
+# CRF 3x, small convs up to 10x when anything else runs). Students' `make lab` keeps torch's default.
+test: export OMP_NUM_THREADS ?= 1
 test: $(STAMP)
 	$(PY) -m pytest tests --ignore=tests/browser
 	$(PY) -m pytest --nbval-lax --nbval-current-env lessons/
