@@ -89,7 +89,7 @@ def draw_scene_view(fig: Figure, dataset, index: int, view: str) -> dict:
     axes[0].set_title(f"scene {index}")
     axes[1].imshow(picture, interpolation="nearest")
     names = ", ".join(dataset.classes[int(c)] for c in labels)
-    axes[1].set_title(f"{view}: {len(labels)} objects")
+    axes[1].set_title(f"{view}: {len(labels)} object{'' if len(labels) == 1 else 's'}")
     for ax in axes:
         ax.axis("off")
     if view != "instance":
