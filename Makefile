@@ -31,8 +31,13 @@ lab: $(STAMP)
 # JupyterLab in headless Chromium (skipped with a message where Chromium is missing, failing in CI).
 # One torch thread: the lessons run many small ops, which two threads on two cores slow down (measured: the
 # CRF 3x, small convs up to 10x when anything else runs). Students' `make lab` keeps torch's default.
+# Each stage after the first runs the lessons again (browser, student release): trained weights are reused
+# from a cache that lives for one `make test` (segedu/cache.py says what keys it; delete it to retrain).
+TEST_CACHE := $(CURDIR)/.cache/make-test
 test: export OMP_NUM_THREADS ?= 1
+test: export SEGEDU_CACHE := $(TEST_CACHE)
 test: $(STAMP)
+	rm -rf $(TEST_CACHE)
 	$(PY) -m pytest tests --ignore=tests/browser
 	$(PY) -m pytest --nbval-lax --nbval-current-env lessons/
 	$(PY) -m pytest tests/browser

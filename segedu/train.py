@@ -16,6 +16,7 @@ Checkpoints hold only state dicts and plain values, so ``torch.load(path, weight
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data._utils.collate import default_collate
 from tqdm.auto import tqdm
 
-from segedu import runtime
+from segedu import cache, runtime
 from segedu.metrics import ConfusionMatrix, boundary_f1
 
 __all__ = ["History", "fit", "evaluate", "predict", "save_checkpoint", "load_checkpoint"]
@@ -59,6 +60,7 @@ class History:
     seconds: float = 0.0
     images_per_second: float = 0.0
     steps: int = 0
+    cached: bool = False  # True when ``fit`` reused an identical earlier run (see ``segedu.cache``)
 
     @property
     def last_val(self) -> dict | None:
@@ -343,6 +345,19 @@ def fit(
         torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     )
 
+    # An identical earlier run (same package code, initial weights, data, loss and arguments) is reused when
+    # $SEGEDU_CACHE names a folder; a callback watches the run as it happens, so it always trains.
+    key = None
+    if callback is None and cache.cache_dir() is not None:
+        key = cache.fingerprint(
+            "fit", model, train_data, loss_fn, steps, optimizer, val_data, device.type, str(autocast_dtype),
+            use_channels_last, batch_size, lr, num_classes, val_every, seed, scheduler, grad_clip,
+        )
+        if key is not None:
+            cached = _load_cached(key, model, optimizer, scheduler, progress)
+            if cached is not None:
+                return cached
+
     history = History()
     batches = _train_batches(train_data, batch_size, seed)
     bar = tqdm(total=steps, disable=not progress, desc="fit", unit="step", dynamic_ncols=True)
@@ -388,6 +403,44 @@ def fit(
         model.eval()
         history.seconds = time.perf_counter() - start
         history.images_per_second = images / train_seconds if train_seconds > 0 else 0.0
+    if key is not None:
+        _store_cached(key, model, optimizer, scheduler, history)
+    return history
+
+
+def _cache_file(key: str) -> Path:
+    return cache.cache_dir() / f"fit-{key[:32]}.pt"
+
+
+def _store_cached(key: str, model: nn.Module, optimizer, scheduler, history: History) -> None:
+    state = {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if hasattr(scheduler, "state_dict") else None,
+        "history": dataclasses.asdict(history),
+        "rng": cache.rng_state(),
+    }
+    path = _cache_file(key)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+def _load_cached(key: str, model: nn.Module, optimizer, scheduler, progress: bool) -> History | None:
+    path = _cache_file(key)
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])  # the model is already on its device: values are copied there
+    optimizer.load_state_dict(state["optimizer"])
+    if state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    cache.set_rng_state(state["rng"])  # the generators as training left them
+    model.eval()
+    history = History(**{**state["history"], "cached": True})
+    if progress:
+        print(f"fit: reused an identical earlier run from ${cache.ENV_VAR} ({path.name}); "
+              f"{history.steps} steps, trained in {history.seconds:.1f} s")
     return history
 
 

@@ -1,0 +1,213 @@
+"""Reuse the result of a training run that was already done: an opt-in cache for ``segedu.train.fit``.
+
+Running a lesson twice trains the same models twice: ``make test`` runs every lesson under nbval, then again
+in a browser and again as the student release. Training is deterministic on a CPU (same model, data, loss,
+steps and seed give the same weights), so the second run can load the weights the first one produced.
+
+The cache is **off** unless the environment variable ``SEGEDU_CACHE`` names a folder (``make test`` sets it
+to a fresh folder per run). A result is stored under a key that hashes everything that determines it:
+
+* the source of the whole ``segedu`` package (a change to any module means a new key),
+* the model: its class, structure, plain attributes and its *initial* weights,
+* the loss function (its source code and the values it reads), the data source, the optimizer's class and
+  hyper-parameters, the scheduler factory, and every argument of ``fit`` (steps, batch size, lr, seed, ...).
+
+Anything that cannot be fingerprinted reliably (an object without a stable description, a ``callback``,
+which watches the training as it happens) turns the cache off for that call: ``fit`` then simply trains.
+A hit restores the trained weights, the optimizer state, the ``History`` and the random number generators'
+state at the end of training, so the cells after ``fit`` see exactly what they would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import hashlib
+import inspect
+import os
+import random
+import types
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+ENV_VAR = "SEGEDU_CACHE"
+
+__all__ = ["ENV_VAR", "cache_dir", "fingerprint", "Unfingerprintable"]
+
+
+class Unfingerprintable(Exception):
+    """Raised when an object has no stable description; the caller then skips the cache."""
+
+
+def cache_dir() -> Path | None:
+    """The cache folder named by ``$SEGEDU_CACHE`` (created), or ``None`` when caching is off."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _package_source_hash() -> str:
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _source(obj) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError) as error:  # built in C, or typed at a prompt that kept no source
+        raise Unfingerprintable(f"no source for {obj!r}") from error
+
+
+class _Hasher:
+    """Feeds a stable description of nested Python objects into one sha256."""
+
+    MAX_DEPTH = 12
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self._active: set[int] = set()  # objects being described (cycles)
+
+    def put(self, tag: str, payload: bytes | str = b"") -> None:
+        if isinstance(payload, str):
+            payload = payload.encode()
+        self.digest.update(f"{tag}:{len(payload)}:".encode() + payload)
+
+    def add(self, obj: Any, depth: int = 0) -> None:
+        if depth > self.MAX_DEPTH:
+            raise Unfingerprintable("nested too deeply")
+        if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
+            self.put(type(obj).__name__, repr(obj))
+        elif isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            self.put("tensor", f"{t.dtype}{tuple(t.shape)}")
+            # Raw bytes (reshape: a 0-d tensor cannot be viewed as bytes); bool/int/float alike.
+            self.put("data", t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(obj, np.ndarray):
+            self.put("ndarray", f"{obj.dtype}{obj.shape}")
+            self.put("data", np.ascontiguousarray(obj).tobytes())
+        elif isinstance(obj, (torch.device, torch.dtype, enum.Enum, type(Ellipsis), slice, range)):
+            self.put(type(obj).__name__, repr(obj))
+        elif isinstance(obj, (types.ModuleType, type)):
+            self.put("name", f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj.__name__)}")
+        elif id(obj) in self._active:
+            self.put("cycle")
+        else:
+            self._active.add(id(obj))
+            try:
+                self._add_container(obj, depth)
+            finally:
+                self._active.discard(id(obj))
+
+    def _add_container(self, obj: Any, depth: int) -> None:
+        if isinstance(obj, (list, tuple)):
+            self.put(type(obj).__name__, str(len(obj)))
+            for item in obj:
+                self.add(item, depth + 1)
+        elif isinstance(obj, dict):
+            self.put("dict", str(len(obj)))
+            for key in sorted(obj, key=repr):
+                self.add(key, depth + 1)
+                self.add(obj[key], depth + 1)
+        elif isinstance(obj, (set, frozenset)):
+            self.put("set", ",".join(sorted(map(repr, obj))))
+        elif isinstance(obj, functools.partial):
+            self.put("partial")
+            self.add(obj.func, depth + 1)
+            self.add(obj.args, depth + 1)
+            self.add(obj.keywords, depth + 1)
+        elif isinstance(obj, (types.FunctionType, types.MethodType)):
+            self._add_function(obj, depth)
+        elif isinstance(obj, (types.BuiltinFunctionType, np.ufunc)):
+            self.put("builtin", f"{getattr(obj, '__module__', '')}.{obj.__qualname__ if hasattr(obj, '__qualname__') else obj.__name__}")
+        elif isinstance(obj, nn.Module):
+            self._add_object(obj, depth, skip=("_forward_hooks", "_backward_hooks", "_forward_pre_hooks"))
+        elif dataclasses.is_dataclass(obj) or hasattr(obj, "__dict__"):
+            self._add_object(obj, depth)
+        else:
+            raise Unfingerprintable(f"cannot describe a {type(obj).__name__}")
+
+    def _add_function(self, fn, depth: int) -> None:
+        if isinstance(fn, types.MethodType):
+            self.add(fn.__self__, depth + 1)
+            fn = fn.__func__
+        self.put("function", f"{fn.__module__}.{fn.__qualname__}")
+        if fn.__module__ and fn.__module__.split(".")[0] in {"torch", "torchvision", "numpy", "segedu"}:
+            return  # library code: covered by the package hash and the library versions
+        self.put("source", _source(fn))
+        self.add(fn.__defaults__, depth + 1)
+        self.add(fn.__kwdefaults__, depth + 1)
+        for cell in fn.__closure__ or ():
+            self.add(cell.cell_contents, depth + 1)
+        # The globals it reads (``P`` in ``P.ablation_steps``); names it reads only as attributes are absent.
+        for name in sorted(set(fn.__code__.co_names) & set(fn.__globals__)):
+            self.put("global", name)
+            self.add(fn.__globals__[name], depth + 1)
+
+    def _add_object(self, obj, depth: int, skip: tuple[str, ...] = ()) -> None:
+        cls = type(obj)
+        self.put("object", f"{cls.__module__}.{cls.__qualname__}")
+        if cls.__module__ == "__main__" or cls.__module__.startswith("__"):
+            self.put("source", _source(cls))  # a class defined in a notebook cell
+        for key, value in sorted(vars(obj).items()):
+            if key in skip or (isinstance(value, dict) and not value and key.startswith("_")):
+                continue
+            self.put("attr", key)
+            self.add(value, depth + 1)
+
+
+def fingerprint(*parts: Any) -> str | None:
+    """A hex key for ``parts`` (plus the package source and library versions); ``None`` if any part has
+    no stable description."""
+    hasher = _Hasher()
+    hasher.put("segedu", _package_source_hash())
+    hasher.put("versions", f"torch {torch.__version__}")
+    try:
+        for part in parts:
+            hasher.add(part)
+    except Unfingerprintable:
+        return None
+    except Exception as error:  # a cache must never stop training: warn, and train without it
+        warnings.warn(f"segedu.cache: no key ({type(error).__name__}: {error}); training without the cache")
+        return None
+    return hasher.digest.hexdigest()
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch generator states, as tensors and plain values (``weights_only`` loads them)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": torch.tensor(internal, dtype=torch.int64),
+        "python_version": version,
+        "python_gauss": gauss,
+        "numpy": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_rest": [name, pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Undo of ``rng_state``."""
+    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
+    name, pos, has_gauss, cached = state["numpy_rest"]
+    np.random.set_state((name, state["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,127 @@
+"""The opt-in result cache of ``fit`` (``SEGEDU_CACHE``): a hit must be indistinguishable from training."""
+
+import linecache
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segedu import cache, runtime
+from segedu.data.shapes import ShapesDataset
+from segedu.train import fit
+
+
+def small_model(seed=0):
+    runtime.seed_everything(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout2d(0.2), nn.Conv2d(8, 6, 1))
+
+
+def run(model=None, **kw):
+    data = ShapesDataset(16, size=24, seed=0)
+    args = dict(steps=3, batch_size=4, lr=1e-2, progress=False, device="cpu")
+    args.update(kw)
+    return fit(model or small_model(), data, F.cross_entropy, **args)
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    return tmp_path
+
+
+def test_off_without_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(cache.ENV_VAR, raising=False)
+    assert cache.cache_dir() is None
+    assert not run().cached and not run().cached
+
+
+def test_a_hit_restores_weights_history_and_random_state(cache_dir):
+    trained = small_model()
+    first = run(trained)
+    after_first = (torch.rand(3), np.random.rand(), random.random())
+    assert not first.cached and len(list(cache_dir.glob("fit-*.pt"))) == 1
+
+    reused = small_model()
+    second = run(reused)
+    after_second = (torch.rand(3), np.random.rand(), random.random())
+    assert second.cached
+    assert second.loss == first.loss and second.steps == first.steps
+    for (name, a), b in zip(trained.state_dict().items(), reused.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not reused.training  # fit leaves the model in eval mode, cached or not
+    assert torch.equal(after_first[0], after_second[0])
+    assert after_first[1:] == after_second[1:]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(steps=4),
+        dict(lr=2e-2),
+        dict(seed=1),
+        dict(batch_size=2),
+        dict(model_seed=1),  # other initial weights
+    ],
+)
+def test_anything_that_changes_the_result_changes_the_key(cache_dir, change):
+    run()
+    model = small_model(change.pop("model_seed", 0))
+    assert not run(model, **change).cached
+
+
+def test_other_data_or_loss_is_a_miss(cache_dir):
+    run()
+    model = small_model()
+    assert not fit(model, ShapesDataset(16, size=24, seed=1), F.cross_entropy, steps=3, batch_size=4, lr=1e-2,
+                   progress=False, device="cpu").cached
+    smoothed = lambda logits, masks: F.cross_entropy(logits, masks, label_smoothing=0.1)  # noqa: E731
+    assert not fit(small_model(), ShapesDataset(16, size=24, seed=0), smoothed, steps=3, batch_size=4, lr=1e-2,
+                   progress=False, device="cpu").cached
+
+
+def test_a_callback_always_trains(cache_dir):
+    run()
+    seen = []
+    history = run(callback=lambda step, model, h: seen.append(step))
+    assert not history.cached and seen == [1, 2, 3]
+
+
+def notebook_function(source: str, scope: dict, cell: str = "<cell-1>"):
+    """Define a function the way IPython runs a cell: compiled from a string kept in linecache."""
+    linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
+    exec(compile(source, cell, "exec"), scope)
+    return scope["loss"]
+
+
+def test_notebook_functions_are_keyed_by_source_and_the_globals_they_read():
+    scope = {"F": F, "WEIGHT": 1.0}
+    notebook_function("def loss(x, y):\n    return WEIGHT * F.cross_entropy(x, y)\n", scope)
+    key = cache.fingerprint(scope["loss"])
+    assert key is not None and key == cache.fingerprint(scope["loss"])
+    scope["WEIGHT"] = 2.0
+    assert cache.fingerprint(scope["loss"]) != key
+    scope["WEIGHT"] = 1.0
+    notebook_function("def loss(x, y):\n    return WEIGHT * F.cross_entropy(x, y, label_smoothing=0.1)\n",
+                      scope, "<cell-2>")
+    assert cache.fingerprint(scope["loss"]) != key
+    # a function whose source is lost (typed at a prompt that kept none) cannot be keyed
+    exec("def loss(x, y):\n    return x\n", scope)
+    assert cache.fingerprint(scope["loss"]) is None
+
+
+def test_objects_without_a_stable_description_turn_the_cache_off():
+    class Opaque:
+        __slots__ = ("x",)
+
+    assert cache.fingerprint(Opaque()) is None
+    assert cache.fingerprint(nn.Linear(2, 2)) is not None
+
+
+def test_tensors_of_every_rank_and_dtype_are_keyed_by_value():
+    for a, b in [(torch.tensor(3), torch.tensor(4)), (torch.tensor(True), torch.tensor(False)),
+                 (torch.zeros(2, 3), torch.ones(2, 3)), (torch.zeros(0), torch.zeros(0, 2))]:
+        assert cache.fingerprint(a) is not None
+        assert cache.fingerprint(a) == cache.fingerprint(a.clone()) != cache.fingerprint(b)
