@@ -514,3 +514,135 @@ def mask_ap(predictions, targets, mask_threshold: float = 0.5, max_detections: i
         "precision": precision,
         "classes": classes,
     }
+
+
+# --------------------------------------------------------------------------- effective receptive field (lesson 08)
+
+__all__ += ["effective_receptive_field", "erf_profile", "erf_extent", "erf_support", "confusion_rate"]
+
+
+def _input_size(input_size) -> tuple[int, int]:
+    size = (input_size, input_size) if isinstance(input_size, int) and not isinstance(input_size, bool) else input_size
+    try:
+        height, width = (int(s) for s in size)
+        ok = all(isinstance(s, int) and not isinstance(s, bool) for s in size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or height < 1 or width < 1:
+        raise ValueError(f"input_size must be an int or (H, W) of ints >= 1, got {input_size!r}")
+    return height, width
+
+
+def effective_receptive_field(model, input_size, *, inputs: torch.Tensor | None = None, samples: int = 8,
+                              in_channels: int = 3, seed: int = 0) -> torch.Tensor:
+    """Effective receptive field (Luo, Li, Urtasun & Zemel, "Understanding the effective receptive field in
+    deep convolutional neural networks", NeurIPS 2016): how much each input pixel moves the centre output.
+
+    A gradient of 1 is placed on every channel of the centre output pixel ``(h // 2, w // 2)`` and
+    back-propagated to the input; the result is ``|d out_centre / d x|`` summed over the input channels and
+    averaged over the images: float32 ``[H, W]``, zero exactly outside the theoretical receptive field. The
+    absolute value keeps the signs of different channels and images from cancelling: the map measures how
+    strongly a pixel influences the centre, not in which direction.
+
+    Args:
+        model: a module (or function) mapping ``[B, in_channels, H, W]`` to ``[B, C, h, w]`` (or a dict with
+            ``"out"``): a whole model, or a prefix of its layers for the ERF of a shallow layer.
+        input_size: ``H`` or ``(H, W)``.
+        inputs: images ``[B, in_channels, H, W]`` to average over; default ``samples`` standard-normal images
+            (``seed``), as in the paper.
+        samples, in_channels, seed: for the random inputs.
+
+    The model runs in eval mode (restored afterwards): in train mode BatchNorm's batch statistics would tie
+    every pixel to every other one. Only the input's gradient is computed; the parameters' ``.grad`` are
+    left untouched.
+    """
+    height, width = _input_size(input_size)
+    if not callable(model):
+        raise TypeError(f"model must be a module or function [B, C, H, W] -> [B, C', h, w], got {type(model).__name__}")
+    params = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    device = params.device if params is not None else torch.device("cpu")
+    if inputs is None:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an int >= 1, got {samples!r}")
+        generator = torch.Generator().manual_seed(seed)
+        inputs = torch.randn(samples, in_channels, height, width, generator=generator)
+    elif not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or tuple(inputs.shape[-2:]) != (height, width):
+        got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be [B, C, {height}, {width}] (input_size), got {got}")
+    x = inputs.detach().to(device=device, dtype=torch.float32).requires_grad_(True)
+
+    was_training = getattr(model, "training", None)
+    if was_training is not None:
+        model.eval()
+    try:
+        with torch.enable_grad():
+            out = model(x)
+            if isinstance(out, dict):
+                out = out["out"]
+            if not isinstance(out, torch.Tensor) or out.dim() != 4:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(f"model must return a [B, C, h, w] map, got {got}")
+            h, w = out.shape[-2:]
+            # Images of a batch are independent in eval mode: one backward gives each image's own gradient.
+            (grad,) = torch.autograd.grad(out[:, :, h // 2, w // 2].sum(), x)
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+    return grad.abs().sum(1).mean(0).float()
+
+
+def erf_profile(erf: torch.Tensor) -> torch.Tensor:
+    """Fraction of an ERF map's mass inside centred squares: ``erf [H, W]`` -> float64 ``[R + 1]``, entry r
+    the mass within Chebyshev distance r of the centre ``(H // 2, W // 2)`` (a square of side ``2r + 1``)
+    over the total. Non-decreasing, ending at 1."""
+    if not isinstance(erf, torch.Tensor) or erf.dim() != 2:
+        got = tuple(erf.shape) if isinstance(erf, torch.Tensor) else type(erf).__name__
+        raise ValueError(f"erf must be a map [H, W], got {got}")
+    height, width = erf.shape
+    rows = (torch.arange(height, device=erf.device) - height // 2).abs()
+    cols = (torch.arange(width, device=erf.device) - width // 2).abs()
+    radius = torch.maximum(rows[:, None], cols[None, :])  # Chebyshev distance to the centre
+    mass = torch.bincount(radius.flatten(), weights=erf.flatten().double().abs())
+    total = mass.sum()
+    if total <= 0:
+        raise ValueError("erf is zero everywhere: the centre output does not depend on the input")
+    return mass.cumsum(0) / total
+
+
+def erf_extent(erf: torch.Tensor, mass: float = 0.9) -> int:
+    """Side ``2r + 1`` of the smallest centred square holding ``mass`` of the ERF (``erf_profile``): a size to
+    compare with the theoretical receptive field. Can exceed the map when its centre is off-centre."""
+    if isinstance(mass, bool) or not isinstance(mass, (int, float)) or not 0 < mass <= 1:
+        raise ValueError(f"mass must be a fraction in (0, 1], got {mass!r}")
+    profile = erf_profile(erf)
+    radius = int(torch.searchsorted(profile, torch.tensor([mass - 1e-12], dtype=profile.dtype, device=profile.device)))
+    return 2 * radius + 1
+
+
+def erf_support(erf: torch.Tensor) -> tuple[int, int]:
+    """Height and width of the bounding box of the pixels that reach the centre at all (``erf > 0``): the
+    theoretical receptive field, clipped by the input (use an input larger than the field to measure it)."""
+    if not isinstance(erf, torch.Tensor) or erf.dim() != 2:
+        got = tuple(erf.shape) if isinstance(erf, torch.Tensor) else type(erf).__name__
+        raise ValueError(f"erf must be a map [H, W], got {got}")
+    rows, cols = (erf > 0).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return 0, 0
+    return int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1
+
+
+def confusion_rate(pred: torch.Tensor, target: torch.Tensor, classes=(1, 2)) -> float:
+    """How often look-alike classes are swapped: among the pixels whose target is one of ``classes`` and whose
+    prediction is one of ``classes`` too, the fraction predicted as the wrong one of them.
+
+    ``pred``, ``target``: int64 label maps of the same shape. For the context scenes with ``classes=(1, 2)``
+    (car, boat) it isolates the question of lesson 08 - "is this vehicle a car or a boat?" - from how well
+    the vehicle is segmented. NaN when no pixel qualifies.
+    """
+    if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor) or pred.shape != target.shape:
+        shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in (pred, target)]
+        raise ValueError(f"pred and target must be label maps of the same shape, got {shapes[0]} and {shapes[1]}")
+    chosen = torch.as_tensor(list(classes), device=target.device)
+    both = torch.isin(target, chosen) & torch.isin(pred, chosen)
+    total = int(both.sum())
+    return float(((pred != target) & both).sum()) / total if total else float("nan")
