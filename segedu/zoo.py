@@ -1,0 +1,238 @@
+"""The semantic models of the course by name: ``build_model("unet", num_classes)``.
+
+One table, ``MODEL_NAMES``, of the architectures lessons 05-08 build by hand, each at the CPU-trainable
+size the lessons use (base width ``profile.width``, a small encoder trained from scratch):
+
+* ``fcn8s``: ``small_fcn(C, "8s")``, FCN-8s (Long et al., CVPR 2015), lesson 05;
+* ``unet``: ``UNet(C, base=width)``, "same" padding (Ronneberger et al., MICCAI 2015), lesson 06;
+* ``deeplabv3``: ``DeepLabV3(C, "small")``, ASPP + image pooling (Chen et al., arXiv 2017), lesson 07;
+* ``deeplabv3plus``: ``DeepLabV3Plus(C, "small")``, + a stride-4 decoder (Chen et al., ECCV 2018), lesson 07;
+* ``pspnet``: ``PSPNet(C, "small")``, pyramid pooling 1, 2, 3, 6 (Zhao et al., CVPR 2017), lesson 08;
+* ``fpn``: ``FPN(C, "small")``, top-down pathway + lateral sums (Lin et al., CVPR 2017), lesson 08.
+
+Every model maps images ``[B, 3, H, W]`` to logits ``[B, C, H, W]``. Keyword arguments override the
+defaults and go straight to the constructor, so the same name builds a paper-sized network too:
+``build_model("deeplabv3", 21, backbone="resnet50", output_stride=8)``.
+
+``model_spec`` returns the resolved constructor arguments as plain values; ``segedu.distributed`` stores
+them in its checkpoints so that ``load_model(path)`` rebuilds the network without knowing how it was made.
+Modules are imported when a model is built (lazily): importing the zoo costs nothing.
+
+To compare models (lesson 11): ``count_parameters``, ``forward_flops`` (``torch.utils.flop_counter``),
+``conv2d_flops`` (the same count for one convolution, by its formula) and ``latency`` (median seconds).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from torch import nn
+
+from segedu import runtime
+
+__all__ = ["MODEL_NAMES", "SMALL_ASPP_RATES", "model_spec", "build_model", "describe", "load_model",
+           "count_parameters", "conv2d_flops", "forward_flops", "latency"]
+
+# ASPP rates for the small encoder at output stride 16: a 64-256 px scene leaves a 4-16 px feature map, on
+# which the paper's rates (6, 12, 18 for ~33 px maps) would mostly sample padding (lesson 07, section 2).
+SMALL_ASPP_RATES = (1, 2, 3)
+
+# name -> (module, class or function, one-line description). Import paths are strings: nothing is imported
+# until a model is built, and a model whose module is missing fails only when it is asked for.
+_REGISTRY: dict[str, tuple[str, str, str]] = {
+    "fcn8s": ("segedu.models.fcn", "small_fcn", "FCN-8s: VGG-style encoder, score maps fused at strides 32, 16, 8"),
+    "unet": ("segedu.models.unet", "UNet", "U-Net: symmetric encoder-decoder, skips concatenated at every level"),
+    "deeplabv3": ("segedu.models.deeplab", "DeepLabV3", "DeepLab v3: dilated ResNet, ASPP with image pooling"),
+    "deeplabv3plus": ("segedu.models.deeplab", "DeepLabV3Plus", "DeepLab v3+: v3 encoder + stride-4 decoder"),
+    "pspnet": ("segedu.models.pspnet", "PSPNet", "PSPNet: dilated ResNet, pyramid pooling (bins 1, 2, 3, 6)"),
+    "fpn": ("segedu.models.fpn", "FPN", "FPN: ResNet, top-down pathway with lateral additions"),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or name.lower() not in _REGISTRY:
+        raise ValueError(f"model name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
+    return name.lower()
+
+
+def _profile_width(profile: Any) -> int:
+    if profile is None:
+        return runtime.profile().width
+    if isinstance(profile, str):
+        return runtime.profile(profile).width
+    if isinstance(profile, runtime.Profile):
+        return profile.width
+    raise TypeError(f"profile must be None, a profile name or a segedu.runtime.Profile, got {type(profile).__name__}")
+
+
+def _defaults(name: str, width: int, kw: dict) -> dict:
+    """The lessons' CPU-sized settings for ``name`` at base ``width`` (``kw`` then overrides them)."""
+    if name == "fcn8s":
+        return {"variant": "8s", "width": width}
+    if name == "unet":
+        return {"base": width, "depth": 4}
+    if kw.get("backbone", "small") != "small":
+        return {}  # a paper backbone (resnet50, ...): the paper's rates and widths, the constructors' defaults
+    if name in ("deeplabv3", "deeplabv3plus"):
+        spec = {"backbone": "small", "output_stride": 16, "width": width, "aspp_channels": 2 * width,
+                "rates": SMALL_ASPP_RATES}
+        if name == "deeplabv3plus":
+            spec["decoder_channels"] = 2 * width
+        return spec
+    if name == "fpn":  # the pyramid at 2 x width (as DeepLab's ASPP), the semantic branch at width
+        return {"backbone": "small", "width": width, "channels": 2 * width, "head_channels": width}
+    return {"backbone": "small", "width": width}  # pspnet: its head is 2 x width by default (C5 / 4)
+
+
+def model_spec(name: str, num_classes: int, profile: Any = None, *, width: int | None = None, **kw: Any) -> dict:
+    """The full recipe of a model: ``{"name", "num_classes", "kwargs"}`` (plain values only).
+
+    Args:
+        name: one of ``MODEL_NAMES`` (case-insensitive).
+        num_classes: C, the logits' channels.
+        profile: where the default ``width`` comes from: ``None`` (``runtime.profile()``), a profile name
+            (``"quick"``, ``"full"``) or a ``Profile``.
+        width: base channel width (U-Net's ``base``, the small encoders' ``width``; DeepLab's ASPP and
+            decoder get ``2 * width``); default ``profile.width``.
+        **kw: constructor arguments that replace the defaults (e.g. ``depth=3``, ``backbone="resnet50"``).
+    """
+    name = _check_name(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    if width is None:
+        width = _profile_width(profile)
+    elif isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an int >= 1, got {width!r}")
+    kwargs = {**_defaults(name, width, kw), **kw}
+    if isinstance(kwargs.get("rates"), tuple):
+        kwargs["rates"] = list(kwargs["rates"])  # plain list: checkpoints hold it with weights_only=True
+    return {"name": name, "num_classes": num_classes, "kwargs": kwargs}
+
+
+def _constructor(name: str):
+    module_name, attr, _ = _REGISTRY[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise  # a missing dependency inside the module: show the real error
+        raise ModuleNotFoundError(f"model {name!r} needs {module_name}, which this checkout does not have") from error
+    return getattr(module, attr)
+
+
+def build_model(name: str, num_classes: int, profile: Any = None, **kw: Any) -> nn.Module:
+    """Build model ``name`` with ``num_classes`` outputs: ``[B, 3, H, W] -> logits [B, num_classes, H, W]``.
+
+    Default sizes are the lessons' (``profile.width`` channels, small encoders, random initialisation;
+    nothing is downloaded); ``kw`` replaces them (see ``model_spec``). Unknown names raise ``ValueError``
+    listing ``MODEL_NAMES``. Seed first (``runtime.seed_everything``) for a repeatable initialisation.
+    """
+    spec = model_spec(name, num_classes, profile, **kw)
+    kwargs = dict(spec["kwargs"])
+    if isinstance(kwargs.get("rates"), list):
+        kwargs["rates"] = tuple(kwargs["rates"])
+    return _constructor(spec["name"])(spec["num_classes"], **kwargs)
+
+
+def describe(name: str) -> str:
+    """One line on what model ``name`` is."""
+    return _REGISTRY[_check_name(name)][2]
+
+
+def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild and load a model from a checkpoint written by ``python -m segedu train``.
+
+    The checkpoint's metadata holds the ``model_spec`` under ``"spec"``; returns ``(model in eval mode,
+    metadata)``. Reads with ``torch.load(..., weights_only=True)``.
+    """
+    import torch
+
+    from segedu.train import load_checkpoint
+
+    extra = torch.load(path, map_location=map_location, weights_only=True).get("extra", {})
+    spec = extra.get("spec") if isinstance(extra, dict) else None
+    if not isinstance(spec, dict) or not {"name", "num_classes", "kwargs"} <= set(spec):
+        raise ValueError(f"{path} has no model spec (write it with `python -m segedu train`)")
+    model = build_model(spec["name"], spec["num_classes"], **spec["kwargs"])
+    load_checkpoint(path, model, map_location=map_location)
+    return model.eval(), extra
+
+
+# --------------------------------------------------------------------------- measuring a model (lesson 11)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters (what the optimizer updates and the checkpoint mostly stores)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def conv2d_flops(conv: nn.Conv2d, input_shape: tuple[int, int, int, int]) -> int:
+    """FLOPs of ``conv`` on an input ``[B, C_in, H, W]``, counted as ``torch.utils.flop_counter`` counts them.
+
+    Every output value of a convolution is a dot product of ``C_in / groups * kh * kw`` inputs with the kernel:
+    that many multiply-adds (MACs), 2 FLOPs each (bias ignored). There are ``B * C_out * H_out * W_out`` output
+    values, ``H_out = floor((H + 2 p - d (k - 1) - 1) / s) + 1`` (and the same for W). Papers often quote MACs:
+    half this number.
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+    if isinstance(conv.padding, str):
+        raise ValueError("conv has string padding ('same'/'valid'): give it explicit padding")
+    b, _, h, w = input_shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    h_out = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    w_out = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    macs_per_output = conv.in_channels // conv.groups * kh * kw
+    return 2 * b * conv.out_channels * h_out * w_out * macs_per_output
+
+
+def forward_flops(model: nn.Module, x: "torch.Tensor") -> int:
+    """FLOPs of one forward pass of ``x`` ``[B, 3, H, W]`` (eval mode, no gradients), counted by
+    ``torch.utils.flop_counter.FlopCounterMode``: convolutions (also transposed) and matrix products, 2 per
+    multiply-add; element-wise work (BN, ReLU, interpolation, pooling) is not counted. The model's mode is
+    restored afterwards."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def latency(model: nn.Module, x: "torch.Tensor", repeats: int = 5, warmup: int = 1) -> float:
+    """Median seconds of a forward pass of ``x`` (eval mode, no gradients, on the model's device) over
+    ``repeats`` runs after ``warmup`` untimed ones; CUDA is synchronised around each run. The median, not
+    the mean: on a shared machine the outliers are all slow ones."""
+    import statistics
+    import time
+
+    import torch
+
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    device = next(model.parameters()).device
+    x = x.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                sync()
+                start = time.perf_counter()
+                model(x)
+                sync()
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    return statistics.median(times)
