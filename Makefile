@@ -10,9 +10,10 @@ export SEGEDU_PROFILE
 
 STAMP := $(VENV)/.segedu-installed
 
-.PHONY: lab test unit lessons course release bench venv clean
+.PHONY: install lab test unit lessons course release bench venv clean
 
-venv: $(STAMP)
+# The non-interactive install (CI, student repositories): .venv with the course and its dev extras.
+install venv: $(STAMP)
 
 # Re-install when the dependencies change; `pip install -e` keeps the code live.
 $(STAMP): pyproject.toml
@@ -24,7 +25,7 @@ $(STAMP): pyproject.toml
 # JupyterLab on the lessons; it prints the URL with its token (authentication stays on).
 # Jupyter refuses to run as root without --allow-root (containers, CI); the token still protects it.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
-lab: $(STAMP)
+lab: install
 	$(VENV)/bin/jupyter lab --notebook-dir=lessons --ip=127.0.0.1 --port=$(PORT) --no-browser $(ALLOW_ROOT)
 
 # Unit tests, every lesson through nbval (SEGEDU_PROFILE=quick unless set), then the lessons in a real
@@ -34,16 +35,19 @@ lab: $(STAMP)
 # Each stage after the first runs the lessons again (browser, student release): trained weights are reused
 # from a cache that lives for one `make test` (segedu/cache.py says what keys it; delete it to retrain).
 TEST_CACHE := $(CURDIR)/.cache/make-test
+# One pytest worker per core (pytest-xdist); loadscope keeps each notebook's cells together on one worker.
+XDIST ?= -n auto --dist loadscope
 test: export OMP_NUM_THREADS ?= 1
 test: export SEGEDU_CACHE := $(TEST_CACHE)
-test: $(STAMP)
+test: install
 	rm -rf $(TEST_CACHE)
-	$(PY) -m pytest tests --ignore=tests/browser
-	$(PY) -m pytest --nbval-lax --nbval-current-env lessons/
+	$(PY) -m pytest $(XDIST) tests --ignore=tests/browser --ignore=tests/coursework
+	$(PY) -m pytest $(XDIST) --nbval-lax --nbval-current-env lessons/
+	$(PY) -m pytest tests/coursework
 	$(PY) -m pytest tests/browser
 
 unit: $(STAMP)
-	$(PY) -m pytest tests --ignore=tests/browser
+	$(PY) -m pytest tests --ignore=tests/browser --ignore=tests/coursework
 
 lessons: $(STAMP)
 	$(PY) -m pytest --nbval-lax --nbval-current-env lessons/

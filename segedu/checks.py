@@ -265,6 +265,11 @@ def check_valid_output_size(fn: Callable[[int, int], int]) -> None:
 
 # --- lessons 01-04: autoencoders, upsampling, transposed and dilated convolution -----------------------------
 
+__all__ += [
+    "check_psnr", "check_pca_reconstruction", "check_bed_of_nails", "check_bilinear_align_corners",
+    "check_transposed_conv_scatter", "check_transposed_output_size", "check_dilate_kernel", "check_receptive_field",
+]
+
 
 def _first_difference(got: torch.Tensor, want: torch.Tensor, name: str, case: str, hint: str,
                       atol: float = 1e-5) -> None:
@@ -1100,3 +1105,269 @@ def check_nms(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -
             )
         cases += 1
     _passed(name, cases)
+
+
+# --- lesson 08: PSPNet and FPN -----------------------------------------------------------------------------
+
+__all__ += ["check_pyramid_pooling", "check_lateral_merge"]
+
+
+def _pyramid_variant(x, bins, reduce, pool="avg", keep_x=True, x_first=True, mode="bilinear", align=False,
+                     kernel_pool=False):
+    """The pyramid pooling forward, or one of its common mistakes (the flags), to name what a student did."""
+    import torch.nn.functional as F
+
+    size = x.shape[-2:]
+    pooled = []
+    for b, conv in zip(bins, reduce):
+        if kernel_pool:  # a b x b *kernel* instead of b x b *bins*
+            p = F.avg_pool2d(x, b, ceil_mode=True)
+        else:
+            p = F.adaptive_avg_pool2d(x, b) if pool == "avg" else F.adaptive_max_pool2d(x, b)
+        kwargs = {"align_corners": align} if mode == "bilinear" else {}
+        pooled.append(F.interpolate(conv(p), size=size, mode=mode, **kwargs))
+    parts = ([x] if keep_x else []) + pooled if x_first else pooled + ([x] if keep_x else [])
+    return torch.cat(parts, dim=1)
+
+
+def _reduce_modules(in_channels: int, out_channels: int, count: int, gen: torch.Generator):
+    """``count`` 1x1 conv + BN + ReLU modules in eval mode with random weights and BN statistics."""
+    from segedu.models.deeplab import conv_bn_relu
+
+    modules = []
+    for _ in range(count):
+        m = conv_bn_relu(in_channels, out_channels, 1).eval()
+        with torch.no_grad():
+            m[0].weight.copy_(torch.randn(m[0].weight.shape, generator=gen) * 0.5)
+            m[1].running_mean.copy_(torch.randn(out_channels, generator=gen) * 0.1)
+            m[1].running_var.copy_(0.5 + torch.rand(out_channels, generator=gen))
+            m[1].bias.copy_(torch.rand(out_channels, generator=gen))  # mostly positive: ReLU keeps the values
+        modules.append(m)
+    return modules
+
+
+def check_pyramid_pooling(fn: Callable) -> None:
+    """Lesson 08: ``fn(x, bins, reduce)`` is PSPNet's pyramid pooling forward: for each bin size ``b`` (with its
+    module ``reduce[i]``) adaptive average pooling of ``x [B, C, h, w]`` to ``b x b``, the module, bilinear
+    upsampling back to ``h x w`` (``align_corners=False``); returns ``torch.cat([x, pooled_1, ...], dim=1)``.
+    Compared with ``segedu.models.pspnet.pyramid_pool`` on a worked example and random cases, gradients too."""
+    from torch import nn
+
+    from segedu.models.pspnet import pyramid_pool
+
+    name = "pyramid_pooling"
+    mistakes = {
+        "max pooling": dict(pool="max"),
+        "the features x are missing from the concatenation": dict(keep_x=False),
+        "the pooled maps come before x: concatenate x first, then the bins in order": dict(x_first=False),
+        "nearest-neighbour upsampling: use mode='bilinear'": dict(mode="nearest"),
+        "align_corners=True: use align_corners=False": dict(align=True),
+        "you pool with a b x b kernel (F.avg_pool2d); PSPNet pools to b x b bins (F.adaptive_avg_pool2d)":
+            dict(kernel_pool=True),
+    }
+
+    def run(x, bins, reduce, case):
+        want = pyramid_pool(x, bins, reduce)
+        got = fn(x, bins, reduce)
+        channels = x.shape[1] + sum(int(m(x[:1, :, :1, :1]).shape[1]) for m in reduce) if reduce else x.shape[1]
+        if got is not None and isinstance(got, torch.Tensor) and got.shape != want.shape:
+            for hint, flags in mistakes.items():
+                try:
+                    if _agrees(got, _pyramid_variant(x, bins, reduce, **flags)):
+                        raise AssertionError(f"{name}, {case}: {hint}.")
+                except RuntimeError:
+                    pass
+        _expect_tensor(got, name, tuple(want.shape),
+                       f"[B, C + reduced channels, h, w] = [B, {channels}, h, w]: x followed by one map per bin")
+        if not _agrees(got, want, atol=1e-4):
+            for hint, flags in mistakes.items():
+                if _agrees(got, _pyramid_variant(x, bins, reduce, **flags)):
+                    raise AssertionError(f"{name}, {case}: {hint}.")
+            _close(got, want, name, case, "Check each step: pool to b x b bins, apply reduce[i], upsample to (h, w), "
+                   "concatenate along the channels.")
+        return got, want
+
+    # 1. Worked example: one channel 0..15 on a 4x4 map, identity modules, bins 1 and 2.
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    got, want = run(x, (1, 2), [nn.Identity(), nn.Identity()], "worked example (x = 0..15 on 4x4, bins (1, 2))")
+    cases = 1
+    # 2. Random cases: odd sizes, maps smaller than a bin, real reduction modules.
+    gen = torch.Generator().manual_seed(8)
+    for bins, (b, c, h, w), out in (((1, 2, 3, 6), (2, 8, 7, 9), 2), ((1, 2, 3, 6), (1, 4, 5, 4), 1),
+                                    ((2, 4), (2, 6, 12, 10), 3), ((3,), (1, 3, 8, 8), 3)):
+        x = torch.randn(b, c, h, w, generator=gen).requires_grad_(True)
+        reduce = _reduce_modules(c, out, len(bins), gen)
+        got, want = run(x, bins, reduce, f"x of shape {(b, c, h, w)}, bins {bins}")
+        # 3. Gradients: the output must stay connected to x (no detach, no NumPy round trip).
+        weight = torch.randn(want.shape, generator=gen)
+        (want_grad,) = torch.autograd.grad((want * weight).sum(), x)
+        if not got.requires_grad:
+            raise AssertionError(f"{name}: the result is not connected to x (requires_grad is False): use torch "
+                                 "operations only, no .detach(), .numpy() or torch.no_grad().")
+        (got_grad,) = torch.autograd.grad((got * weight).sum(), x)
+        _close(got_grad, want_grad, name, f"gradient w.r.t. x, {(b, c, h, w)}",
+               "The values match but the gradient does not: is some part computed without x?")
+        cases += 1
+    _passed(name, cases)
+
+
+def _merge_variant(top, feature, lateral, mode="nearest", use_lateral=True, sign=1.0, on_top=False):
+    import torch.nn.functional as F
+
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    up = F.interpolate(top, size=feature.shape[-2:], mode=mode, **kwargs)
+    if on_top:
+        return feature + lateral(up)
+    return (lateral(feature) if use_lateral else feature) + sign * up
+
+
+def check_lateral_merge(fn: Callable) -> None:
+    """Lesson 08: ``fn(top, feature, lateral)`` is FPN's lateral connection: the coarser level ``top [B, d, h, w]``
+    upsampled by nearest neighbour to ``feature``'s size, plus ``lateral(feature)`` (a 1x1 conv ``c -> d``):
+    ``[B, d, H, W]``. Compared with ``segedu.models.fpn.lateral_merge``, odd sizes and gradients included."""
+    from torch import nn
+
+    from segedu.models.fpn import lateral_merge
+
+    name = "lateral_merge"
+    mistakes = {
+        "bilinear upsampling: FPN upsamples the coarser map by nearest neighbour (mode='nearest')":
+            dict(mode="bilinear"),
+        "you subtract the upsampled map: the lateral connection ADDS it": dict(sign=-1.0),
+        "you applied `lateral` to the upsampled top: the 1x1 conv belongs on the backbone feature (c -> d channels)":
+            dict(on_top=True),
+        "you added the backbone feature itself: pass it through `lateral` first (the 1x1 conv, c -> d channels)":
+            dict(use_lateral=False),
+    }
+
+    def run(top, feature, lateral, case):
+        want = lateral_merge(top, feature, lateral)
+        try:
+            got = fn(top, feature, lateral)
+        except NotImplementedError:  # a RuntimeError too, but it means "not attempted yet": let it through
+            raise
+        except RuntimeError as err:  # typically a size or channel mismatch in the addition or the conv
+            raise AssertionError(
+                f"{name}, {case}: your function raised `{err}`. Upsample `top` to feature.shape[-2:] (not by a "
+                "factor 2: sizes can be odd), and apply `lateral` to `feature` (c channels), not to `top`."
+            ) from err
+        if isinstance(got, torch.Tensor) and got.shape != want.shape and got.shape[1] != want.shape[1]:
+            raise AssertionError(
+                f"{name}, {case}: you return {tuple(got.shape)}, expected {tuple(want.shape)}. FPN adds two maps of "
+                "d channels; concatenating them (as U-Net does) doubles the channels.")
+        _expect_tensor(got, name, tuple(want.shape), "[B, d, H, W]: the size of feature, the channels of top")
+        if not _agrees(got, want, atol=1e-5):
+            for hint, flags in mistakes.items():
+                if _agrees(got, _merge_variant(top, feature, lateral, **flags), atol=1e-5):
+                    raise AssertionError(f"{name}, {case}: {hint}.")
+            _close(got, want, name, case,
+                   "lateral(feature) + F.interpolate(top, size=feature.shape[-2:], mode='nearest').")
+        return got, want
+
+    # 1. Worked example: top [[1, 2], [3, 4]], feature of ones, lateral = 1x1 conv with weight 10, bias 0.
+    lateral = nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        lateral.weight.fill_(10.0)
+        lateral.bias.zero_()
+    top = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    run(top, torch.ones(1, 1, 4, 4), lateral, "worked example (2x2 top, 4x4 feature of ones, lateral x10)")
+    cases = 1
+    # 2. Random cases, odd sizes, several channels.
+    gen = torch.Generator().manual_seed(80)
+    for (b, d, h, w), (c, hh, ww) in (((2, 4, 3, 4), (6, 6, 8)), ((1, 3, 3, 4), (5, 5, 7)), ((2, 8, 1, 1), (4, 2, 2))):
+        lateral = nn.Conv2d(c, d, 1)
+        with torch.no_grad():
+            lateral.weight.copy_(torch.randn(lateral.weight.shape, generator=gen))
+            lateral.bias.copy_(torch.randn(d, generator=gen))
+        top = torch.randn(b, d, h, w, generator=gen).requires_grad_(True)
+        feature = torch.randn(b, c, hh, ww, generator=gen).requires_grad_(True)
+        got, want = run(top, feature, lateral, f"top {(b, d, h, w)}, feature {(b, c, hh, ww)}")
+        weight = torch.randn(want.shape, generator=gen)
+        if not got.requires_grad:
+            raise AssertionError(f"{name}: the result is not connected to the inputs (requires_grad is False): use "
+                                 "torch operations only, no .detach() or torch.no_grad().")
+        want_grads = torch.autograd.grad((want * weight).sum(), (top, feature))
+        got_grads = torch.autograd.grad((got * weight).sum(), (top, feature))
+        for what, g, wg in zip(("top", "feature"), got_grads, want_grads):
+            _close(g, wg, name, f"gradient w.r.t. {what}, {(b, d, h, w)}", "Is part of the sum computed without it?")
+        cases += 1
+    _passed(name, cases)
+
+
+# --- lesson 11: the capstone ---------------------------------------------------------------------------------
+
+__all__ += ["check_conv2d_flops"]
+
+
+def _conv_flops_variant(conv, shape, macs=False, groups=True, stride=True, dilation=True, padding=True,
+                        bias=False) -> int:
+    """``conv2d_flops`` with one thing done wrong (the flags name what), to tell the student which."""
+    b, _, h, w = shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    sh, sw = (sh, sw) if stride else (1, 1)
+    dh, dw = (dh, dw) if dilation else (1, 1)
+    ph, pw = (ph, pw) if padding else (0, 0)
+    h_out = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    w_out = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    outputs = b * conv.out_channels * h_out * w_out
+    per_output = (conv.in_channels // (conv.groups if groups else 1)) * kh * kw
+    return outputs * per_output * (1 if macs else 2) + (outputs if bias else 0)
+
+
+def check_conv2d_flops(fn: Callable) -> None:
+    """Lesson 11: ``fn(conv, input_shape)`` returns the FLOPs of ``nn.Conv2d`` ``conv`` on an input
+    ``(B, C_in, H, W)``, as ``torch.utils.flop_counter`` counts them (2 per multiply-add, bias ignored)."""
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    name = "conv2d_flops"
+    mistakes = {
+        "you counted multiply-adds (MACs); the FLOP counter counts 2 FLOPs per multiply-add": dict(macs=True),
+        "each output sees only C_in / groups input channels (a depthwise conv has groups = C_in)": dict(groups=False),
+        "the output size shrinks with the stride: H_out = floor((H + 2p - d(k-1) - 1) / s) + 1": dict(stride=False),
+        "a dilated kernel spans d(k-1)+1 pixels: use the dilation in the output size": dict(dilation=False),
+        "the padding adds 2p pixels to H and W before the kernel slides": dict(padding=False),
+        "torch's FLOP counter ignores the bias additions": dict(bias=True),
+    }
+
+    def run(conv, shape, case):
+        got = fn(conv, shape)
+        if got is None:
+            raise AssertionError(f"{name} returned None: did you forget the `return` statement?")
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, (int, float)) or not abs(got) < float("inf") or got != int(got):
+            raise AssertionError(f"{name}, {case}: return a whole number of FLOPs (an int), got {got!r}")
+        with FlopCounterMode(display=False) as counter:
+            conv(torch.zeros(shape))
+        want = counter.get_total_flops()
+        if int(got) != want:
+            for hint, flags in mistakes.items():
+                if int(got) == _conv_flops_variant(conv, shape, **flags):
+                    raise AssertionError(f"{name}, {case}: got {int(got):,}, expected {want:,}: {hint}.")
+            raise AssertionError(
+                f"{name}, {case}: got {int(got):,}, expected {want:,} (off by a factor {int(got) / want:.3g}). "
+                "FLOPs = 2 x B x C_out x H_out x W_out x (C_in / groups) x kh x kw.")
+
+    # 1. Worked example: VGG16's first convolution on a 224 x 224 image: 2 x 64 x 224^2 x 3 x 3 x 3 = 0.17 GFLOP.
+    vgg_conv = nn.Conv2d(3, 64, 3, padding=1)
+    run(vgg_conv, (1, 3, 224, 224), "VGG16 conv1_1 on 1 x 3 x 224 x 224 (173,408,256 FLOPs)")
+    # 2. Fixed cases, one per ingredient of the formula, then random ones.
+    fixed = [
+        (dict(in_channels=6, out_channels=4, kernel_size=(3, 5), stride=2, padding=(0, 2)), (2, 6, 13, 17)),
+        (dict(in_channels=8, out_channels=8, kernel_size=3, dilation=3, padding=3, groups=8), (1, 8, 12, 12)),
+        (dict(in_channels=4, out_channels=6, kernel_size=1, stride=3, groups=2, bias=False), (3, 4, 10, 11)),
+        (dict(in_channels=5, out_channels=7, kernel_size=3, dilation=2, stride=2), (2, 5, 15, 16)),
+    ]
+    gen = torch.Generator().manual_seed(11)
+    rand = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=gen))  # noqa: E731
+    while len(fixed) < 12:
+        groups = rand(1, 3)
+        k, d, s, p = rand(1, 5), rand(1, 3), rand(1, 3), rand(0, 2)
+        h, w = rand(d * (k - 1) + 1, 20), rand(d * (k - 1) + 1, 20)
+        fixed.append((dict(in_channels=groups * rand(1, 4), out_channels=groups * rand(1, 4), kernel_size=k,
+                           stride=s, padding=p, dilation=d, groups=groups), (rand(1, 3), 0, h, w)))
+    for kw, shape in fixed:
+        shape = (shape[0], kw["in_channels"], shape[2], shape[3])
+        run(nn.Conv2d(**kw), shape, f"Conv2d({', '.join(f'{k}={v}' for k, v in kw.items())}) on {shape}")
+    _passed(name, 1 + len(fixed))

@@ -265,7 +265,7 @@ def draw_bottleneck(fig: Figure, images, fit_on, models: dict, errors: dict, k: 
     pca = pca_reconstruction(x, k, fit_on=fit_on)
     with torch.no_grad():
         ae = model(x.to(device)).cpu().clamp(0, 1)
-    grid = fig.add_gridspec(1, 4, width_ratios=[1, 1, 1, 1.6], wspace=0.45)
+    grid = fig.add_gridspec(1, 4, width_ratios=[1, 1, 1, 1.6], wspace=0.7)  # room for the plot's tick labels
     pictures = [(x[0], "input"), (pca[0].clamp(0, 1), f"PCA, k={k}\nMSE {float((pca - x).pow(2).mean()):.4f}"),
                 (ae[0], f"autoencoder, k={k}\nMSE {float((ae - x).pow(2).mean()):.4f}")]
     for column, (picture, title) in enumerate(pictures):
@@ -277,6 +277,7 @@ def draw_bottleneck(fig: Figure, images, fit_on, models: dict, errors: dict, k: 
     ax.axvline(k, color="gray", linestyle=":")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("bottleneck size k")
+    ax.set_ylabel("MSE")
     ax.set_title("mean squared error (all images)", fontsize=9)
     ax.legend(fontsize=8)
     return {"k": k, "pca_mse": float((pca - x).pow(2).mean()), "ae_mse": float((ae - x).pow(2).mean())}
@@ -304,7 +305,7 @@ def bottleneck_explorer(images, fit_on, models: dict) -> FigureDemo:
         "index": W.IntSlider(value=0, min=0, max=len(images) - 1, description="image"),
     }
     return FigureDemo(lambda fig, **v: draw_bottleneck(fig, images, fit_on, models, errors, **v), controls,
-                      figsize=(9, 2.6), title="How much survives a k-number bottleneck?")
+                      figsize=(10, 2.8), title="How much survives a k-number bottleneck?")
 
 
 def draw_denoising(fig: Figure, model, images, sigma: float, index: int) -> dict:
@@ -803,3 +804,177 @@ def detection_explorer(images, raw: list, targets: list, class_names) -> FigureD
         return draw_detection_view(fig, images, raw, targets, class_names, **values)
 
     return FigureDemo(draw, controls, figsize=(8, 3.8), title="Score threshold and NMS: what the detector keeps")
+
+
+# --- lesson 08: PSPNet, context and the effective receptive field -------------------------------------------
+
+
+def draw_pyramid_bins(fig: Figure, image: torch.Tensor, bins: int) -> dict:
+    """What one level of PSPNet's pyramid hands every pixel: ``image [3, H, W]`` with the ``bins x bins`` grid of
+    adaptive average pooling, the pooled map, and the map upsampled bilinearly back to ``H x W`` (computed with
+    ``segedu.models.pspnet.pyramid_pool`` and identity reductions). Returns ``{"bins", "cells", "spread"}``:
+    the number of pooled cells and the per-pixel standard deviation left in the upsampled map (0 at 1 bin)."""
+    from torch import nn
+
+    from segedu.models.pspnet import pyramid_pool
+
+    height, width = image.shape[-2:]
+    with torch.no_grad():
+        pooled = torch.nn.functional.adaptive_avg_pool2d(image[None], bins)[0]
+        spread_map = pyramid_pool(image[None].float(), (bins,), [nn.Identity()])[0, 3:]
+    axes = fig.subplots(1, 3)
+    axes[0].imshow(viz.to_numpy_image(image))
+    for i in range(1, bins):  # adaptive pooling's bin edges: floor(i * H / bins)
+        axes[0].axhline(i * height // bins - 0.5, color="white", lw=1)
+        axes[0].axvline(i * width // bins - 0.5, color="white", lw=1)
+    axes[0].set_title(f"image and the {bins}x{bins} bins", fontsize=9)
+    axes[1].imshow(viz.to_numpy_image(pooled.clamp(0, 1)), interpolation="nearest")
+    axes[1].set_title(f"average in each bin ({bins}x{bins})", fontsize=9)
+    axes[2].imshow(viz.to_numpy_image(spread_map.clamp(0, 1)))
+    axes[2].set_title("upsampled back: concatenated to every pixel", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    spread = float(spread_map.std(dim=(1, 2)).mean())
+    fig.suptitle(f"pyramid level {bins}: each pixel gets the summary of its {height // bins}x{width // bins}-pixel "
+                 f"region (spatial spread {spread:.3f})", fontsize=10)
+    return {"bins": bins, "cells": bins * bins, "spread": spread}
+
+
+def pyramid_bins_viewer(image: torch.Tensor, bins: int = 1, max_bins: int = 8) -> FigureDemo:
+    """Lesson 08: a slider over the pyramid level (bins per side) of PSPNet's pooling, on one image ``[3, H, W]``."""
+    controls = {"bins": W.IntSlider(value=bins, min=1, max=max_bins, description="bins per side")}
+
+    def draw(fig, **values):
+        return draw_pyramid_bins(fig, image, **values)
+
+    return FigureDemo(draw, controls, figsize=(9, 3.4), title="Pyramid pooling: what each bin size summarises")
+
+
+def draw_erf(fig: Figure, layers: dict, model: str, layer: str, inputs: torch.Tensor, log: bool = False) -> dict:
+    """The effective receptive field (``segedu.metrics.effective_receptive_field``) of ``layers[model][layer]``
+    (a module mapping images to a feature or logit map) on ``inputs [B, 3, H, W]``, with colour bar and the
+    centred squares holding 50 % and 90 % of it (``erf_extent``). Returns ``{"extent50", "extent90", "support"}``
+    (``support``: the side of the pixels that reach the centre at all, ``erf_support``)."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    from segedu.metrics import effective_receptive_field, erf_extent, erf_support
+
+    height, width = inputs.shape[-2:]
+    erf = effective_receptive_field(layers[model][layer], (height, width), inputs=inputs)
+    erf = erf / erf.max()
+    result = {"extent50": erf_extent(erf, 0.5), "extent90": erf_extent(erf, 0.9), "support": max(erf_support(erf))}
+    ax = fig.subplots(1, 1)
+    shown = erf.cpu().numpy()
+    if log:
+        shown = np.log10(np.maximum(shown, 1e-4))
+    picture = ax.imshow(shown, cmap="inferno", vmin=-4 if log else 0, vmax=0 if log else 1)
+    cy, cx = height // 2, width // 2
+    for side, colour, label in ((result["extent50"], "cyan", "50 %"), (result["extent90"], "lime", "90 %")):
+        r = side // 2
+        ax.add_patch(Rectangle(
+            (cx - r - 0.5, cy - r - 0.5), side, side, fill=False, edgecolor=colour, lw=1.5,
+            label=f"{label} of the ERF: {side}x{side} px"))
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.7)
+    ax.set_xlabel("input column (px)")
+    ax.set_ylabel("input row (px)")
+    ax.set_title(f"{model}, {layer}: |d centre / d input| (support {result['support']} px)", fontsize=9)
+    fig.colorbar(picture, ax=ax, fraction=0.046, pad=0.04,
+                 label="log10 of the normalised gradient" if log else "normalised gradient")
+    return result
+
+
+def erf_viewer(layers: dict, inputs: torch.Tensor) -> FigureDemo:
+    """Lesson 08: the effective receptive field by model and layer. ``layers``: ``{model name: {layer name:
+    module}}`` (e.g. ``segedu.models.fpn.stage_prefixes(model.backbone)`` plus the whole model); ``inputs``
+    ``[B, 3, H, W]`` the images the gradients are averaged over."""
+    models = list(layers)
+    controls = {
+        "model": W.Dropdown(options=models, value=models[0], description="model"),
+        "layer": W.Dropdown(options=list(layers[models[0]]), value=list(layers[models[0]])[-1], description="layer"),
+        "log": W.Checkbox(value=False, description="log scale"),
+    }
+
+    def draw(fig, model, layer, log):
+        if layer not in layers[model]:
+            layer = list(layers[model])[-1]
+        return draw_erf(fig, layers, model, layer, inputs, log)
+
+    return FigureDemo(draw, controls, figsize=(5.2, 4.4), title="Effective receptive field by model and layer")
+
+
+# --- lesson 11: the capstone --------------------------------------------------------------------------------
+
+
+def draw_model_comparison(fig: Figure, images: torch.Tensor, masks: torch.Tensor, probs: dict, class_names,
+                          index: int, view: str = "prediction", crf: bool = False, crf_params: dict | None = None) -> dict:
+    """Image ``index``, its ground truth and every model's prediction side by side.
+
+    ``images`` ``[N, 3, H, W]`` in [0, 1], ``masks`` int64 ``[N, H, W]``, ``probs`` ``{model name: [N, C, H, W]
+    softmax probabilities}``. ``view``: ``"prediction"`` (labels) or ``"errors"`` (wrong pixels in red over the
+    image). ``crf``: refine each prediction with ``segedu.crf.dense_crf(**crf_params)`` first. Each panel's
+    title gives that image's IoU of the objects and boundary F1; returns ``{name: {"miou", "boundary_f1"}}``.
+    """
+    import numpy as np
+
+    from segedu.crf import dense_crf
+    from segedu.metrics import boundary_f1, mean_iou
+
+    if view not in ("prediction", "errors"):
+        raise ValueError(f"view must be 'prediction' or 'errors', got {view!r}")
+    image, truth = images[index], masks[index]
+    u8 = (image * 255).round().clamp(0, 255).to(torch.uint8)
+    axes = fig.subplots(1, 2 + len(probs))
+    axes[0].imshow(viz.to_numpy_image(image))
+    axes[0].set_title(f"image {index}", fontsize=9)
+    axes[1].imshow(viz.colorize(truth), interpolation="nearest")
+    axes[1].set_title("ground truth", fontsize=9)
+    result = {}
+    for ax, (name, p) in zip(axes[2:], probs.items()):
+        q = dense_crf(p[index], u8, **(crf_params or {})) if crf else p[index]
+        labels = q.argmax(0)
+        scores = {"miou": mean_iou(labels[None], truth[None], len(class_names)),
+                  "boundary_f1": boundary_f1(labels[None], truth[None], num_classes=len(class_names))}
+        result[name] = scores
+        if view == "prediction":
+            ax.imshow(viz.colorize(labels), interpolation="nearest")
+        else:
+            picture = viz.to_numpy_image(image).astype(float) * 0.5
+            wrong = ((labels != truth) & (truth != 255)).cpu().numpy()
+            picture[wrong] = (1.0, 0.1, 0.1)
+            ax.imshow(np.clip(picture, 0, 1), interpolation="nearest")
+        ax.set_title(f"{name}{' + CRF' if crf else ''}\nmIoU {scores['miou']:.2f} · BF {scores['boundary_f1']:.2f}",
+                     fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    handles = viz.legend_handles(class_names)
+    if view == "errors":
+        from matplotlib.patches import Patch
+
+        handles = handles + [Patch(color=(1.0, 0.1, 0.1), label="wrong pixel")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.8, bottom=0.1, wspace=0.05)
+    return result
+
+
+def model_comparison(images: torch.Tensor, masks: torch.Tensor, probs: dict, class_names,
+                     crf_params: dict | None = None) -> FigureDemo:
+    """Lesson 11: every trained model on the same image. Controls: the image (slider), the view (predicted
+    labels or the wrong pixels) and the dense CRF on/off (with ``crf_params``, e.g. the tuned ones)."""
+    if not probs:
+        raise ValueError("probs must map model names to probabilities [N, C, H, W]")
+    for name, p in probs.items():
+        if not isinstance(p, torch.Tensor) or p.dim() != 4 or p.shape[0] != len(images) or p.shape[-2:] != masks.shape[-2:]:
+            got = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
+            raise ValueError(f"probs[{name!r}] must be [{len(images)}, C, {masks.shape[-2]}, {masks.shape[-1]}], got {got}")
+    controls = {
+        "index": W.IntSlider(value=0, min=0, max=len(images) - 1, description="image"),
+        "view": W.Dropdown(options=["prediction", "errors"], value="prediction", description="show"),
+        "crf": W.Checkbox(value=False, description="dense CRF"),
+    }
+
+    def draw(fig, **values):
+        return draw_model_comparison(fig, images, masks, probs, class_names, crf_params=crf_params, **values)
+
+    return FigureDemo(draw, controls, figsize=(1.7 * (2 + len(probs)), 2.7), title="Every model on the same image")

@@ -150,7 +150,8 @@ class LabPage:
         return self.page.locator(".jp-OutputArea-output .widget-vbox").filter(has=self.page.locator("img")).first
 
     def move_first_control(self, demo) -> str:
-        """Move the demo's first slider one step right, or pick its dropdown's next option; returns which."""
+        """Move the demo's first slider one step (right, or left from its maximum), or pick its dropdown's next
+        option; returns which."""
         controls = demo.locator(".noUi-handle, select")
         control = controls.first
         control.scroll_into_view_if_needed()
@@ -159,6 +160,8 @@ class LabPage:
             current = control.input_value()
             control.select_option(next(o for o in options if o != current))
             return "dropdown"
+        # noUiSlider exposes its value range as ARIA attributes: step left from a slider that starts at its maximum.
+        now, top = (float(control.get_attribute(a) or 0) for a in ("aria-valuenow", "aria-valuemax"))
         control.focus()
-        self.page.keyboard.press("ArrowRight")
+        self.page.keyboard.press("ArrowLeft" if now >= top else "ArrowRight")
         return "slider"
