@@ -35,8 +35,12 @@ class FigureDemo(W.VBox):
         self._updating = False
         for control in controls.values():
             control.observe(self._on_change, names="value")
+            style = getattr(control, "style", None)
+            if style is not None and hasattr(style, "description_width") and not style.description_width:
+                style.description_width = "initial"  # show the whole label ("bins per side", not "bins per s...")
         header = [W.HTML(f"<b>{title}</b>")] if title else []
-        super().__init__(header + [W.HBox(list(controls.values())), self.image])
+        row = W.HBox(list(controls.values()), layout=W.Layout(flex_flow="row wrap"))  # wrap, never squeeze
+        super().__init__(header + [row, self.image])
         self.update()
 
     def values(self) -> dict:
