@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vgg import make_layers
 
-from segedu.metrics import mean_iou
 from segedu.models.backbones import VGGBackbone
 from segedu.models.fcn import FCN, Upsample, fuse, small_fcn
 from segedu.models.vgg_table import (
@@ -91,23 +90,9 @@ def test_bad_arguments():
         _tiny("8s")(torch.randn(3, 32, 32))
 
 
-def test_fcn8s_overfits_four_images():
+def test_fcn8s_overfits_four_images(overfit_miou):
     """4 scenes of two squares: FCN-8s memorises them (its boundaries are only as fine as stride 8 allows)."""
-    torch.manual_seed(0)
-    masks = torch.zeros(4, 32, 32, dtype=torch.long)
-    for i in range(4):
-        masks[i, 4 + i : 16 + i, 3 + 2 * i : 15 + 2 * i] = 1
-        masks[i, 18:30 - i, 16:28] = 2
-    images = torch.stack([(masks == c).float() for c in (1, 2, 0)], dim=1) + 0.1 * torch.randn(4, 3, 32, 32)
-    model = small_fcn(3, "8s", width=8)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(60):
-        optimizer.zero_grad()
-        F.cross_entropy(model(images), masks).backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        miou = mean_iou(model(images), masks, num_classes=3)
+    miou = overfit_miou(lambda: small_fcn(3, "8s", width=8), steps=60)
     assert miou >= 0.9, miou
 
 

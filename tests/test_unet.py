@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segedu.metrics import mean_iou
 from segedu.models.unet import (
     MirrorContext,
     UNet,
@@ -145,20 +144,6 @@ def test_parameters_gradients_and_the_no_skip_ablation():
     assert features["enc2"].shape == (1, 16, 8, 8) and features["bottleneck"].shape == (1, 32, 4, 4)
 
 
-def test_unet_overfits_four_images():
-    torch.manual_seed(0)
-    masks = torch.zeros(4, 32, 32, dtype=torch.long)
-    for i in range(4):
-        masks[i, 4 + i : 16 + i, 3 + 2 * i : 15 + 2 * i] = 1
-        masks[i, 18 : 30 - i, 16:28] = 2
-    images = torch.stack([(masks == c).float() for c in (1, 2, 0)], dim=1) + 0.1 * torch.randn(4, 3, 32, 32)
-    model = UNet(3, base=8, depth=2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        optimizer.zero_grad()
-        F.cross_entropy(model(images), masks).backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        miou = mean_iou(model(images), masks, num_classes=3)
+def test_unet_overfits_four_images(overfit_miou):
+    miou = overfit_miou(lambda: UNet(3, base=8, depth=2), steps=40)
     assert miou >= 0.95, miou
