@@ -316,6 +316,16 @@ class DeepLabV2(nn.Module):
         return _upsample(self.classifier(self.backbone(x)["out"]), x.shape[-2:])
 
 
+def _v3_encoder(backbone, output_stride: int, width: int, multi_grid, rates):
+    """The encoder DeepLab v3 and v3+ share: ``(output_stride, dilated ResNet with optional multi-grid,
+    ASPP rates)`` (the rates default to ``aspp_rates(output_stride)``)."""
+    output_stride = _check_output_stride(output_stride)
+    encoder = _resnet_backbone(backbone, output_stride, width)
+    if multi_grid is not None:
+        apply_multi_grid(encoder, multi_grid)
+    return output_stride, encoder, tuple(aspp_rates(output_stride) if rates is None else rates)
+
+
 class DeepLabV3(nn.Module):
     """DeepLab v3: a dilated ResNet + ASPP (with BN and image pooling) + 3x3 conv + classifier.
 
@@ -339,11 +349,7 @@ class DeepLabV3(nn.Module):
                  width: int = 16, dropout: float = 0.5):
         super().__init__()
         _check_num_classes(num_classes)
-        self.output_stride = _check_output_stride(output_stride)
-        self.backbone = _resnet_backbone(backbone, output_stride, width)
-        if multi_grid is not None:
-            apply_multi_grid(self.backbone, multi_grid)
-        self.rates = tuple(aspp_rates(output_stride) if rates is None else rates)
+        self.output_stride, self.backbone, self.rates = _v3_encoder(backbone, output_stride, width, multi_grid, rates)
         c = aspp_channels
         # torchvision's DeepLabHead: ASPP, 3x3 conv + BN + ReLU, 1x1 classifier (index 4)
         self.classifier = nn.Sequential(
@@ -372,11 +378,7 @@ class DeepLabV3Plus(nn.Module):
                  dropout: float = 0.5):
         super().__init__()
         _check_num_classes(num_classes)
-        self.output_stride = _check_output_stride(output_stride)
-        self.backbone = _resnet_backbone(backbone, output_stride, width)
-        if multi_grid is not None:
-            apply_multi_grid(self.backbone, multi_grid)
-        self.rates = tuple(aspp_rates(output_stride) if rates is None else rates)
+        self.output_stride, self.backbone, self.rates = _v3_encoder(backbone, output_stride, width, multi_grid, rates)
         self.aspp = ASPP(self.backbone.out_channels, self.rates, aspp_channels, dropout, separable)
         self.reduce = conv_bn_relu(self.backbone.low_level_channels, low_level_reduced, 1)
         self.decoder = nn.Sequential(
