@@ -347,14 +347,15 @@ def fit(
 
     # An identical earlier run (same package code, initial weights, data, loss and arguments) is reused when
     # $SEGEDU_CACHE names a folder; a callback watches the run as it happens, so it always trains.
-    key = None
-    if callback is None and cache.cache_dir() is not None:
+    path, folder = None, cache.cache_dir() if callback is None else None
+    if folder is not None:
         key = cache.fingerprint(
             "fit", model, train_data, loss_fn, steps, optimizer, val_data, device.type, str(autocast_dtype),
             use_channels_last, batch_size, lr, num_classes, val_every, seed, scheduler, grad_clip,
         )
         if key is not None:
-            cached = _load_cached(key, model, optimizer, scheduler, progress)
+            path = folder / f"fit-{key[:32]}.pt"
+            cached = _load_cached(path, model, optimizer, scheduler, progress)
             if cached is not None:
                 return cached
 
@@ -403,16 +404,12 @@ def fit(
         model.eval()
         history.seconds = time.perf_counter() - start
         history.images_per_second = images / train_seconds if train_seconds > 0 else 0.0
-    if key is not None:
-        _store_cached(key, model, optimizer, scheduler, history)
+    if path is not None:
+        _store_cached(path, model, optimizer, scheduler, history)
     return history
 
 
-def _cache_file(key: str) -> Path:
-    return cache.cache_dir() / f"fit-{key[:32]}.pt"
-
-
-def _store_cached(key: str, model: nn.Module, optimizer, scheduler, history: History) -> None:
+def _store_cached(path: Path, model: nn.Module, optimizer, scheduler, history: History) -> None:
     state = {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
@@ -420,14 +417,12 @@ def _store_cached(key: str, model: nn.Module, optimizer, scheduler, history: His
         "history": dataclasses.asdict(history),
         "rng": cache.rng_state(),
     }
-    path = _cache_file(key)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
-def _load_cached(key: str, model: nn.Module, optimizer, scheduler, progress: bool) -> History | None:
-    path = _cache_file(key)
+def _load_cached(path: Path, model: nn.Module, optimizer, scheduler, progress: bool) -> History | None:
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
