@@ -12,6 +12,8 @@ from segedu.models.backbones import (
     dilate_resnet,
     pad_to_multiple,
 )
+from segedu.metrics import effective_receptive_field, erf_support
+from segedu.models.fpn import stage_prefixes
 
 
 def _shapes(state_dict):
@@ -72,6 +74,37 @@ def test_small_resnet_output_strides(output_stride):
     assert out["low_level"].shape == (2, 8, 16, 16)
     assert out["out"].shape == (2, 64, 64 // output_stride, 64 // output_stride)
     assert (net.low_level_channels, net.out_channels, net.output_stride) == (8, 64, output_stride)
+
+
+@pytest.mark.parametrize("stages, output_stride, channels", [(2, 8, 16), (3, 16, 32), (3, 8, 32), (4, 8, 64)])
+def test_short_resnet_ends_early_with_a_small_receptive_field(stages, output_stride, channels):
+    net = ResNetBackbone(width=8, blocks=(1, 1, 1, 1), output_stride=output_stride, stages=stages)
+    out = net(torch.randn(2, 3, 45, 64))
+    assert out["out"].shape == (2, channels, -(-45 // output_stride), 64 // output_stride)
+    assert (net.out_channels, net.output_stride) == (channels, output_stride)
+    skipped = [isinstance(getattr(net, f"layer{k}"), torch.nn.Identity) for k in range(1, 5)]
+    assert skipped == [k > stages for k in range(1, 5)]
+    assert list(stage_prefixes(net)) == ["stem", *(f"layer{k}" for k in range(1, stages + 1))]
+    # the same weights as the first stages of the full encoder: a short encoder is a prefix of it
+    full = ResNetBackbone(width=8, blocks=(1, 1, 1, 1), output_stride=output_stride)
+    full.load_state_dict(net.state_dict(), strict=False)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(stage_prefixes(full)[f"layer{stages}"].eval()(x), net.eval()(x)["out"])
+
+
+def test_two_stage_resnet_sees_51_pixels():
+    # stem: 7x7/2 then 3x3/2 pool -> 11 px; layer1: two 3x3 at stride 4 -> 27; layer2: 3x3/2 at stride 4, 3x3 at 8 -> 51
+    torch.manual_seed(0)
+    net = ResNetBackbone(width=4, blocks=(1, 1, 1, 1), output_stride=8, stages=2)
+    assert erf_support(effective_receptive_field(net, 128, samples=1)) == (51, 51)
+
+
+@pytest.mark.parametrize("stages, output_stride, match", [(2, 16, "ends at stride 8"), (4, 4, "output_stride"),
+                                                          (1, 8, "stages"), (5, 8, "stages"), (True, 8, "stages")])
+def test_short_resnet_errors(stages, output_stride, match):
+    with pytest.raises(ValueError, match=match):
+        ResNetBackbone(width=4, output_stride=output_stride, stages=stages)
 
 
 def test_dilation_gives_the_dense_version_of_the_stride_32_output():

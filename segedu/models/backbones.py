@@ -194,14 +194,22 @@ class ResNetBackbone(_ResNetFeatures):
             trick of DeepLab. As in torchvision, the first block of a dilated layer keeps the previous
             dilation and the following blocks use the new one.
         in_channels: image channels.
+        stages: how many of layer1..layer4 to build: 2, 3 or 4 (default, all). A shorter encoder ends earlier
+            (the layers after it are ``nn.Identity``) and has a much smaller receptive field: with
+            ``stages=2`` (stem, layer1, layer2; stride 8) a pixel of its output sees 51 px of the input
+            instead of several hundred - lesson 08 uses it to make scenes that are larger than the field.
+            ``output_stride`` must be the stride the short encoder really ends at (8 for ``stages=2``).
 
     ``forward(x)``: ``[B, in_channels, H, W]`` -> ``{"low_level": [B, width, H/4, W/4],
-    "out": [B, 8 width, H/os, W/os]}`` (sizes rounded up). Attributes ``low_level_channels``,
-    ``out_channels``, ``output_stride``.
+    "out": [B, 8 width, H/os, W/os]}`` (sizes rounded up; ``width * 2 ** (stages - 1)`` channels when
+    shorter). Attributes ``low_level_channels``, ``out_channels``, ``output_stride``.
     """
 
-    def __init__(self, width: int = 64, blocks=(2, 2, 2, 2), output_stride: int = 32, in_channels: int = 3):
+    def __init__(self, width: int = 64, blocks=(2, 2, 2, 2), output_stride: int = 32, in_channels: int = 3,
+                 stages: int = 4):
         super().__init__()
+        if isinstance(stages, bool) or not isinstance(stages, int) or not 2 <= stages <= 4:
+            raise ValueError(f"stages must be 2, 3 or 4, got {stages!r}")
         _check_positive(width, "width")
         self.in_channels = _check_positive(in_channels, "in_channels")
         blocks = tuple(blocks)
@@ -220,10 +228,17 @@ class ResNetBackbone(_ResNetFeatures):
             previous = dilation
             if dil:  # keep the resolution; dilate the following kernels by the stride we dropped
                 dilation, stride = dilation * stride, 1
+            if k > stages:  # a short encoder: the stage is skipped, the stride stays where it was
+                setattr(self, f"layer{k}", nn.Identity())
+                continue
             layer = [BasicBlock(channels, out, stride, dilation, first_dilation=previous)]
             layer += [BasicBlock(out, out, 1, dilation) for _ in range(n - 1)]
             setattr(self, f"layer{k}", nn.Sequential(*layer))
             channels = out
+        reached = 4 * 2 ** sum(not d for d in dilate[1:stages])  # the stride after the last stage built
+        if reached != output_stride:
+            raise ValueError(f"an encoder with stages={stages} ends at stride {reached}, not output_stride="
+                             f"{output_stride}: pass output_stride={reached}")
         self._describe(width, channels, output_stride)
 
 

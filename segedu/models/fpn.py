@@ -60,8 +60,10 @@ def resnet_stages(encoder: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 def stage_prefixes(encoder: nn.Module) -> dict[str, nn.Module]:
     """The encoder cut after each stage: ``{"stem": stem, "layer1": stem + layer1, ..., "layer4": ...}``, each an
     ``nn.Sequential`` sharing the encoder's modules. Handy to look inside, e.g. the effective receptive field
-    of a shallow layer (``segedu.metrics.effective_receptive_field``)."""
+    of a shallow layer (``segedu.metrics.effective_receptive_field``). Stages a short encoder skips
+    (``nn.Identity``, see ``ResNetBackbone(stages=...)``) are left out."""
     names = ["stem", "layer1", "layer2", "layer3", "layer4"]
+    names = [n for n in names if not isinstance(getattr(encoder, n), nn.Identity)]
     return {name: nn.Sequential(*(getattr(encoder, n) for n in names[: i + 1])) for i, name in enumerate(names)}
 
 
