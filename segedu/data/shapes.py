@@ -9,8 +9,8 @@ class away: a model has to learn shape. Scene ``i`` is a pure function of
 once, with tensor operations that run on the CPU or a GPU. Three variants
 share one renderer: ``"semantic"`` gives ``(image, mask)``, ``"instance"``
 gives ``(image, target)`` in torchvision's detection format, and
-``"context"`` splits the image into land and water, where the same vehicle
-is a "car" or a "boat" depending on the region around it (lesson 08).
+``"context"`` shows a harbour or a town, where the same vehicle is a "car"
+or a "boat" depending on the water or the land far from it (lesson 08).
 
 How the randomness works: every random number is an integer hash of
 ``(seed, index, field)`` (a counter-based generator, as in Salmon et al.,
@@ -36,11 +36,14 @@ VARIANTS: tuple[str, ...] = ("semantic", "instance", "context")
 # removed from the scene, so every instance target is large enough to learn from.
 MIN_VISIBLE_PIXELS = 8
 
-# Context variant: vehicles are large (long axis as a fraction of the image side),
-# elongated (short/long axis ratio) and keep a margin from the land/water border.
+# Context variant (fractions of the image side): vehicles are large (long axis), elongated (short/long
+# axis ratio) and stand on plain ground at least VEHICLE_MARGIN (plus up to VEHICLE_SPREAD more, where
+# there is room) from the region of water or land, which lies beyond a border REGION_OFFSET from the centre.
 VEHICLE_LENGTH = (0.36, 0.48)
 VEHICLE_ASPECT = (0.60, 0.80)
-VEHICLE_MARGIN = 0.08
+VEHICLE_MARGIN = 0.15
+VEHICLE_SPREAD = 0.3
+REGION_OFFSET = (0.05, 0.2)
 
 _CHUNK_PIXELS = 32 * 64 * 64  # scenes rendered together: 32 at 64 x 64 (see ShapesDataset.batch)
 _MAX_SLOTS = 32  # max_objects cap: memory grows with it ([B, K, H, W] inside-tests)
@@ -149,12 +152,12 @@ def _contrast(colour: torch.Tensor, behind: torch.Tensor, min_diff: float = 0.3)
 
 
 def _vehicles(u, phi, p0x, p0y, sigma):
-    """Vehicle ellipses of the context variant, one per side of the border.
+    """Vehicle ellipses of the context variant, placed relative to the border.
 
     ``u`` ``[B, 2, 16]`` uniforms, ``phi`` ``[B]`` the border normal's angle,
     ``(p0x, p0y)`` a point on the border, ``sigma`` ``[2]`` the side (+1 / -1)
     of each slot. The centre is ``p0 + d n + t tau``: ``d`` keeps the whole
-    ellipse ``VEHICLE_MARGIN`` away from the border, ``t`` is drawn from the
+    ellipse ``VEHICLE_MARGIN`` (+ up to ``VEHICLE_SPREAD``) away from the border, ``t`` is drawn from the
     interval of positions that keep it inside the image. Returns the shape
     parameters (as ``_objects``) and ``feasible`` bool ``[B, 2]`` (False: no
     room on that side; the vehicle is left out).
@@ -185,7 +188,7 @@ def _vehicles(u, phi, p0x, p0y, sigma):
         return t_lo, t_hi
 
     near = sigma * (reach_n + VEHICLE_MARGIN)
-    far = sigma * (reach_n + VEHICLE_MARGIN + 0.1 * u[..., 3])
+    far = sigma * (reach_n + VEHICLE_MARGIN + VEHICLE_SPREAD * u[..., 3])
     lo_far, hi_far = interval(far)
     lo_near, hi_near = interval(near)
     use_far = lo_far <= hi_far  # prefer a random distance; fall back to the closest allowed
@@ -307,19 +310,20 @@ class ShapesDataset(Dataset):
             same scene as the semantic variant's index ``i``; painting the
             masks with their labels gives its mask exactly.
         context: ``(image, mask)`` with classes ``CONTEXT_CLASSES``. A
-            straight border at a random angle, near the image centre, splits
-            the image into land (grainy speckle texture) and water (smooth
-            waves); each region has a random colour. One or two vehicles
-            (ellipses ``VEHICLE_LENGTH`` of the image side long, their width
-            ``VEHICLE_ASPECT`` of that; at most one per region, drawn last so
-            never hidden, long axis within 30 degrees of the border) sit at least
-            ``VEHICLE_MARGIN`` of the side away from the border: a vehicle on
-            land is a "car", on water a "boat". Vehicles look the same in both
-            regions (same shapes, same colour distribution), so telling them
-            apart needs the texture around the object, beyond a small
-            receptive field. Squares and triangles (the distractors) go
-            anywhere. The regions themselves are background; ``regions(idx)``
-            returns the water mask.
+            scene is a harbour or a town (even odds). A straight border at a
+            random angle, ``REGION_OFFSET`` of the side from the centre, cuts
+            off a region of water (smooth waves) in a harbour or of land
+            (grainy speckle) in a town; the rest is plain ground (one flat
+            colour: the quay or the road). One or two vehicles (ellipses
+            ``VEHICLE_LENGTH`` of the image side long, their width
+            ``VEHICLE_ASPECT`` of that, drawn last so never hidden, long axis
+            within 30 degrees of the border) stand on the ground at least
+            ``VEHICLE_MARGIN`` of the side away from the region: in a harbour
+            they are "boats", in a town "cars". Vehicles and ground look the
+            same in both (same shapes, same colour distributions), so only the
+            region - at least 15 % of the side away - tells them apart: a model has
+            to look far. Squares and triangles (the distractors) go anywhere.
+            Region and ground are background; ``regions(idx)`` returns them.
 
     Objects hidden behind others down to fewer than ``MIN_VISIBLE_PIXELS``
     pixels are removed from the scene (image, mask and target alike).
@@ -417,7 +421,7 @@ class ShapesDataset(Dataset):
         return images, torch.cat(targets) if len(targets) > 1 else targets[0]
 
     def regions(self, indices) -> torch.Tensor:
-        """Context variant only: the water region, bool ``[B, H, W]`` (False = land)."""
+        """Context variant only: int64 ``[B, H, W]``, 0 = ground, 1 = land, 2 = water (as car and boat)."""
         if self.variant != "context":
             raise ValueError(f"regions() needs variant='context', this dataset has variant={self.variant!r}")
         return self._render_context(self._indices(indices))[3]
@@ -510,25 +514,27 @@ class ShapesDataset(Dataset):
         keys = _scene_keys(self.seed, idx)
         dev, xs = keys.device, self._xs.double()
         u = _uniform(keys, torch.arange(64, device=dev))
-        # The border: a line through p0 (near the centre) with normal n; side = sign((p - p0) . n).
+        # The region (water or land) lies beyond a straight border: points p with (p - p0) . n > 0,
+        # p0 = centre + h n. The rest of the scene is plain ground (the quay or the road).
         phi = 2 * math.pi * u[:, 21]
         nx, ny = torch.cos(phi), torch.sin(phi)
-        p0x, p0y = 0.45 + 0.1 * u[:, 22], 0.45 + 0.1 * u[:, 23]
-        water_side = torch.where(u[:, 24] < 0.5, 1.0, -1.0)  # which side of the line is water
+        h = REGION_OFFSET[0] + (REGION_OFFSET[1] - REGION_OFFSET[0]) * u[:, 22]
+        p0x, p0y = 0.5 + h * nx, 0.5 + h * ny
+        is_water = u[:, 24] < 0.5  # the scene: a harbour (water) or a town (land)
         side_x = ((xs[None] - p0x[:, None]) * nx[:, None]).float()
         side_y = ((xs[None] - p0y[:, None]) * ny[:, None]).float()
-        water = (side_x[:, None, :] + side_y[:, :, None]) * water_side.float()[:, None, None] > 0  # [B, H, W]
+        region = (side_x[:, None, :] + side_y[:, :, None]) > 0  # [B, H, W]
 
-        # Vehicles: slot 0 on the + side, slot 1 on the - side of the border.
+        # Vehicles: one or two, on the ground side, at least VEHICLE_MARGIN from the region.
         count = self._count(keys).clamp(min=1)
         two = (count >= 2) & (u[:, 25] < 0.7)
-        first_side = u[:, 26] < 0.5
-        veh_active = torch.stack([two | first_side, two | ~first_side], dim=1)  # [B, 2]
-        sigma = torch.tensor([1.0, -1.0], device=dev, dtype=torch.float64)
-        veh, feasible = _vehicles(_slot_uniform(keys, 2, _SLOT_STRIDE, _VEHICLE_SLOT), phi, p0x, p0y, sigma)
-        veh_active &= feasible
-        veh_water = sigma[None] * water_side[:, None] > 0
-        veh["label"] = torch.where(veh_water, 2.0, 1.0)  # 1 = car (land), 2 = boat (water)
+        uv = _slot_uniform(keys, 2, _SLOT_STRIDE, _VEHICLE_SLOT)
+        k = torch.arange(2, device=dev, dtype=uv.dtype)
+        uv[..., 4] = torch.where(two[:, None], (k + uv[..., 4]) / 2, uv[..., 4])  # two: one per half of the border
+        sigma = torch.tensor([-1.0, -1.0], device=dev, dtype=torch.float64)
+        veh, feasible = _vehicles(uv, phi, p0x, p0y, sigma)
+        veh_active = torch.stack([torch.ones_like(two), two], dim=1) & feasible
+        veh["label"] = torch.where(is_water, 2.0, 1.0)[:, None].expand(-1, 2)  # 1 = car (land), 2 = boat (water)
 
         # Distractors: squares and triangles anywhere, below the vehicles.
         kd = self.max_objects - 1
@@ -541,15 +547,15 @@ class ShapesDataset(Dataset):
         geo = {k: torch.cat([dis[k], veh[k]], dim=1) for k in dis}
         active = torch.cat([dis_active, veh_active], dim=1)
 
-        # Region colours and textures: land is grainy (2x2 speckle), water has smooth waves.
+        # Colours and textures: ground is flat, land grainy (2x2 speckle), water has smooth waves.
         # Mid-range colours (0.15-0.85) so that clipping to [0, 1] never flattens the textures.
-        land_c, water_c = 0.15 + 0.7 * u[:, 27:30], 0.15 + 0.7 * u[:, 30:33]
+        ground_c, region_c = 0.15 + 0.7 * u[:, 27:30], 0.15 + 0.7 * u[:, 30:33]
         centre_side = (geo["cx"] - p0x[:, None]) * nx[:, None] + (geo["cy"] - p0y[:, None]) * ny[:, None]
-        behind = torch.where((centre_side * water_side[:, None] > 0)[..., None], water_c[:, None], land_c[:, None])
+        behind = torch.where((centre_side > 0)[..., None], region_c[:, None], ground_c[:, None])
         colours = _contrast(geo.pop("colour"), behind)
         grain = _pixel_uniform(keys, self.size, self.size, stream=2, block=2)
         grain = ((grain & 1023).float() / 1023 - 0.5) * (0.3 + 0.2 * u[:, 33]).float()[:, None, None]
-        land = land_c.float()[:, :, None, None] + grain[:, None]
+        land = region_c.float()[:, :, None, None] + grain[:, None]
         k1 = 2 * math.pi * (3 + 4 * u[:, 34])
         rows, _ = _sin_cos(k1[:, None] * xs[None] + 2 * math.pi * u[:, 35, None])
         swell = rows.float()[:, None, :, None] * (0.06 + 0.06 * u[:, 36]).float()[:, None, None, None]
@@ -557,13 +563,15 @@ class ShapesDataset(Dataset):
         slant = 0.3 * (2 * u[:, 38] - 1)  # ripples a little off horizontal
         ripple = _wave(k2 * slant, k2, 2 * math.pi * u[:, 39], 0.04 + 0.04 * u[:, 40], self._xs, self._xs)
         wave_colour = (0.5 + 0.5 * u[:, 41:44]).float()[:, :, None, None]
-        water_img = water_c.float()[:, :, None, None] + (swell + ripple) * wave_colour
-        bg = torch.where(water[:, None], water_img, land)
+        water_img = region_c.float()[:, :, None, None] + (swell + ripple) * wave_colour
+        texture = torch.where(is_water[:, None, None, None], water_img, land)
+        bg = torch.where(region[:, None], texture, ground_c.float()[:, :, None, None])
 
         labels = geo.pop("label").long()
         inside = _inside({k: v.float() if v.is_floating_point() else v for k, v in geo.items()}, self._xs, self._xs)
         top, active = _paint(inside, active)
-        return self._compose(bg, top, colours, keys), top, labels * active, water
+        kind = torch.where(is_water, 2, 1)[:, None, None]
+        return self._compose(bg, top, colours, keys), top, labels * active, region.long() * kind
 
     def _targets(self, top: torch.Tensor, labels: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """torchvision detection targets from the painted slots (see the class docstring)."""
