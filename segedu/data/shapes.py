@@ -151,16 +151,17 @@ def _contrast(colour: torch.Tensor, behind: torch.Tensor, min_diff: float = 0.3)
     return torch.where(close, away, colour)
 
 
-def _vehicles(u, phi, p0x, p0y, sigma):
-    """Vehicle ellipses of the context variant, placed relative to the border.
+def _vehicles(u, phi, p0x, p0y):
+    """Vehicle ellipses of the context variant, on the ground side of the border.
 
-    ``u`` ``[B, 2, 16]`` uniforms, ``phi`` ``[B]`` the border normal's angle,
-    ``(p0x, p0y)`` a point on the border, ``sigma`` ``[2]`` the side (+1 / -1)
-    of each slot. The centre is ``p0 + d n + t tau``: ``d`` keeps the whole
-    ellipse ``VEHICLE_MARGIN`` (+ up to ``VEHICLE_SPREAD``) away from the border, ``t`` is drawn from the
+    ``u`` ``[B, 2, 16]`` uniforms, ``phi`` ``[B]`` the angle of the border's
+    normal n (pointing into the region), ``(p0x, p0y)`` a point on the border.
+    The centre is ``p0 + d n + t tau`` with ``d < 0`` (the ground side):
+    ``|d|`` keeps the whole ellipse ``VEHICLE_MARGIN`` (+ up to
+    ``VEHICLE_SPREAD``) away from the border, ``t`` is drawn from the
     interval of positions that keep it inside the image. Returns the shape
     parameters (as ``_objects``) and ``feasible`` bool ``[B, 2]`` (False: no
-    room on that side; the vehicle is left out).
+    room; the vehicle is left out).
     """
     lo, hi = VEHICLE_LENGTH
     a = (lo + (hi - lo) * u[..., 0]) / 2
@@ -187,8 +188,8 @@ def _vehicles(u, phi, p0x, p0y, sigma):
             t_hi = torch.minimum(t_hi, torch.where(flat, torch.where(ok, math.inf, -math.inf), torch.maximum(t1, t2)))
         return t_lo, t_hi
 
-    near = sigma * (reach_n + VEHICLE_MARGIN)
-    far = sigma * (reach_n + VEHICLE_MARGIN + VEHICLE_SPREAD * u[..., 3])
+    near = -(reach_n + VEHICLE_MARGIN)  # negative: away from the region, onto the ground
+    far = -(reach_n + VEHICLE_MARGIN + VEHICLE_SPREAD * u[..., 3])
     lo_far, hi_far = interval(far)
     lo_near, hi_near = interval(near)
     use_far = lo_far <= hi_far  # prefer a random distance; fall back to the closest allowed
@@ -531,8 +532,7 @@ class ShapesDataset(Dataset):
         uv = _slot_uniform(keys, 2, _SLOT_STRIDE, _VEHICLE_SLOT)
         k = torch.arange(2, device=dev, dtype=uv.dtype)
         uv[..., 4] = torch.where(two[:, None], (k + uv[..., 4]) / 2, uv[..., 4])  # two: one per half of the border
-        sigma = torch.tensor([-1.0, -1.0], device=dev, dtype=torch.float64)
-        veh, feasible = _vehicles(uv, phi, p0x, p0y, sigma)
+        veh, feasible = _vehicles(uv, phi, p0x, p0y)
         veh_active = torch.stack([torch.ones_like(two), two], dim=1) & feasible
         veh["label"] = torch.where(is_water, 2.0, 1.0)[:, None].expand(-1, 2)  # 1 = car (land), 2 = boat (water)
 
