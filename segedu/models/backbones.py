@@ -221,7 +221,7 @@ class ResNetBackbone(_ResNetFeatures):
             nn.Conv2d(in_channels, width, 7, 2, padding=3, bias=False), nn.BatchNorm2d(width),
             nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, padding=1),
         )
-        channels, dilation = width, 1
+        channels, dilation, reached = width, 1, 4  # reached: the stride after the last stage built
         for k, (n, dil) in enumerate(zip(blocks, dilate), start=1):
             out = width * 2 ** (k - 1)
             stride = 1 if k == 1 else 2
@@ -234,8 +234,7 @@ class ResNetBackbone(_ResNetFeatures):
             layer = [BasicBlock(channels, out, stride, dilation, first_dilation=previous)]
             layer += [BasicBlock(out, out, 1, dilation) for _ in range(n - 1)]
             setattr(self, f"layer{k}", nn.Sequential(*layer))
-            channels = out
-        reached = 4 * 2 ** sum(not d for d in dilate[1:stages])  # the stride after the last stage built
+            channels, reached = out, reached * stride
         if reached != output_stride:
             raise ValueError(f"an encoder with stages={stages} ends at stride {reached}, not output_stride="
                              f"{output_stride}: pass output_stride={reached}")
