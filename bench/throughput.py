@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -30,22 +29,14 @@ from segedu import runtime, zoo  # noqa: E402
 from segedu.data.shapes import ShapesDataset  # noqa: E402
 
 
-def forward_flops(model, x) -> int:
-    """FLOPs of one forward pass of ``x`` (eval mode, no grad)."""
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops()
-
-
 def measure(name: str, profile: str, device: torch.device, steps: int, compile: bool = False) -> dict:
     P = runtime.profile(profile)
     data = ShapesDataset(P.batch_size, size=P.image_size, seed=0, device=device)
     x, y = data.batch(range(P.batch_size))
     torch.manual_seed(0)
     model = zoo.build_model(name, data.num_classes, P).to(device)
-    params = sum(p.numel() for p in model.parameters())
-    gflops = forward_flops(model, x[:1]) / 1e9
+    params = zoo.count_parameters(model)  # a freshly built model: every parameter is trainable
+    gflops = zoo.forward_flops(model, x[:1]) / 1e9
     cuda = device.type == "cuda"
     if cuda:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
