@@ -74,10 +74,9 @@ def run(device: torch.device, batch_size: int, size: int, repeats: int, compile:
         ours, theirs = ours.to(memory_format=torch.channels_last), theirs.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     ours.train(), theirs.train()
-    fns = {"segedu": train_step(ours, x, y, device, cuda), "torchvision": train_step(theirs, x, y, device, cuda)}
-    if compile:
-        fns = {"segedu": train_step(torch.compile(ours), x, y, device, cuda),
-               "torchvision": train_step(torch.compile(theirs), x, y, device, cuda)}
+    wrap = torch.compile if compile else (lambda model: model)
+    fns = {"segedu": train_step(wrap(ours), x, y, device, cuda),
+           "torchvision": train_step(wrap(theirs), x, y, device, cuda)}
     times = common.interleaved(fns, repeats, warmup=2 if compile else 1, device=device)
     ratio = statistics.median(times["segedu"]) / statistics.median(times["torchvision"])
     rows = [{"model": name, "step_s": common.summarize(t), "images_per_s": round(batch_size / statistics.median(t), 2)}
