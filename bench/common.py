@@ -7,7 +7,8 @@ timings were taken (a helper module, not a benchmark: ``run_all.py`` skips it).
 * ``timeit(fn, repeats, warmup, device)`` -> a list of seconds, each call synchronised on a GPU.
 * ``interleaved(fns, repeats, ...)``: time several functions in turns (a, b, a, b, ...; the order alternates),
   so a load change on a shared machine hits all of them alike; compare medians.
-* ``cuda_settings(device, ...)``: the GPU path of the suite - bfloat16 autocast and channels-last.
+* ``autocast(device, amp)``: the GPU path of the suite - bfloat16 autocast on CUDA (each script also puts its
+  model and inputs in channels-last there).
 
 Medians, not means: a benchmark run on a shared machine has outliers in one direction only (slower).
 """

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shapes import machine  # noqa: E402  (bench/shapes.py: what the figures were measured on)
+from common import machine  # noqa: E402  (the shared record of CPU, cores, GPU and load)
 
 from segedu.crf import dense_crf  # noqa: E402
 from segedu.data.samples import grace_hopper  # noqa: E402
