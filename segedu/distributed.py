@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from segedu import cache, runtime, zoo
+from segedu import runtime, zoo
 
 __all__ = [
     "Context", "setup", "teardown", "wrap", "unwrap", "average_buffers", "state_digest",
@@ -280,10 +280,6 @@ def train(model: str, data: str, steps: int, out: str | os.PathLike, *, image_si
     batch_size = profile.batch_size if batch_size is None else batch_size
     lr = profile.lr if lr is None else lr
     ctx = setup(device)
-    if ctx.distributed:
-        # fit's result cache ($SEGEDU_CACHE, for re-running lessons) must not answer for some ranks and not
-        # others: a rank that skipped training would never join the others' gradient all-reduces.
-        os.environ.pop(cache.ENV_VAR, None)
     try:
         train_source, val_set, classes = make_data(
             data, ctx, image_size=image_size, batch_size=batch_size, seed=seed, variant=variant,

@@ -346,8 +346,10 @@ def fit(
     )
 
     # An identical earlier run (same package code, initial weights, data, loss and arguments) is reused when
-    # $SEGEDU_CACHE names a folder; a callback watches the run as it happens, so it always trains.
-    path, folder = None, cache.cache_dir() if callback is None else None
+    # $SEGEDU_CACHE names a folder; a callback watches the run as it happens, so it always trains. Nor is it
+    # used under torch.distributed: a rank that answered from the cache would never join the others' all-reduces.
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    path, folder = None, cache.cache_dir() if callback is None and not distributed else None
     if folder is not None:
         key = cache.fingerprint(
             "fit", model, train_data, loss_fn, steps, optimizer, val_data, device.type, str(autocast_dtype),

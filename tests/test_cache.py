@@ -89,6 +89,13 @@ def test_a_callback_always_trains(cache_dir):
     assert not history.cached and seen == [1, 2, 3]
 
 
+def test_a_distributed_run_always_trains(cache_dir, monkeypatch):
+    # Every rank must run every step (they meet in the all-reduces), so fit never answers from the cache there.
+    run()
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    assert not run().cached and len(list(cache_dir.glob("fit-*.pt"))) == 1
+
+
 def notebook_function(source: str, scope: dict, cell: str = "<cell-1>"):
     """Define a function the way IPython runs a cell: compiled from a string kept in linecache."""
     linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
