@@ -24,8 +24,7 @@ TINY = ["--image-size", "32", "--batch-size", "8", "--width", "4", "--quiet"]
 
 def test_torchrun_two_cpu_processes_train_one_model(tmp_path):
     out, digests = tmp_path / "fcn.pt", tmp_path / "digests"
-    env = {k: v for k, v in os.environ.items() if k != "SEGEDU_CACHE"}
-    env.update(OMP_NUM_THREADS="1", SEGEDU_PROFILE="quick")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SEGEDU_PROFILE": "quick"}  # conftest has removed SEGEDU_CACHE
     # `python -m torch.distributed.run` is the `torchrun` command; --standalone picks a free local port.
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "segedu", "train", "--model", "fcn8s", "--data", "shapes", "--steps", "30", "--lr", "3e-3",
