@@ -131,10 +131,7 @@ def build_model(name: str, num_classes: int, profile: Any = None, **kw: Any) -> 
     listing ``MODEL_NAMES``. Seed first (``runtime.seed_everything``) for a repeatable initialisation.
     """
     spec = model_spec(name, num_classes, profile, **kw)
-    kwargs = dict(spec["kwargs"])
-    if isinstance(kwargs.get("rates"), list):
-        kwargs["rates"] = tuple(kwargs["rates"])
-    return _constructor(spec["name"])(spec["num_classes"], **kwargs)
+    return _constructor(spec["name"])(spec["num_classes"], **spec["kwargs"])  # DeepLab takes rates as any sequence
 
 
 def describe(name: str) -> str:
