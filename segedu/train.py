@@ -581,13 +581,19 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     return path
 
 
+def _read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """The whole ``save_checkpoint`` file (``{"format", "model", "optimizer", "extra"}``), format checked."""
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not a segedu checkpoint (expected format {_FORMAT!r})")
+    return state
+
+
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     map_location: str | torch.device = "cpu") -> dict:
     """Load a ``save_checkpoint`` file into ``model`` (strictly: every key must match) and, if given,
     ``optimizer``; returns the ``extra`` metadata. Reads with ``weights_only=True``."""
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a segedu checkpoint (expected format {_FORMAT!r})")
+    state = _read_checkpoint(path, map_location)
     model.load_state_dict(state["model"])
     if optimizer is not None:
         if state["optimizer"] is None:

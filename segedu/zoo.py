@@ -145,16 +145,15 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.M
     The checkpoint's metadata holds the ``model_spec`` under ``"spec"``; returns ``(model in eval mode,
     metadata)``. Reads with ``torch.load(..., weights_only=True)``.
     """
-    import torch
+    from segedu.train import _read_checkpoint
 
-    from segedu.train import load_checkpoint
-
-    extra = torch.load(path, map_location=map_location, weights_only=True).get("extra", {})
+    state = _read_checkpoint(path, map_location)  # read once: the spec and the weights are in the same file
+    extra = state["extra"]
     spec = extra.get("spec") if isinstance(extra, dict) else None
     if not isinstance(spec, dict) or not {"name", "num_classes", "kwargs"} <= set(spec):
         raise ValueError(f"{path} has no model spec (write it with `python -m segedu train`)")
     model = build_model(spec["name"], spec["num_classes"], **spec["kwargs"])
-    load_checkpoint(path, model, map_location=map_location)
+    model.load_state_dict(state["model"])
     return model.eval(), extra
 
 
