@@ -46,12 +46,10 @@ def _check(args) -> int:
 
 
 def _train(args) -> int:
-    from segedu.distributed import parse_data, train
-    from segedu.zoo import model_spec
+    from segedu.distributed import check_arguments, train
 
     try:  # argument errors get one clear line, before any process starts training
-        parse_data(args.data)
-        model_spec(args.model, 1)
+        check_arguments(args.model, args.data, args.schedule, args.width)
     except (ValueError, FileNotFoundError) as error:
         print(f"python -m segedu train: error: {error}", file=sys.stderr)
         return 2

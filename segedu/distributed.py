@@ -40,7 +40,7 @@ from segedu import runtime, zoo
 
 __all__ = [
     "Context", "setup", "teardown", "wrap", "unwrap", "average_buffers", "state_digest",
-    "EpochLoader", "parse_data", "make_data", "train",
+    "EpochLoader", "parse_data", "make_data", "check_arguments", "train",
 ]
 
 SCHEDULES = ("cosine", "constant")
@@ -250,6 +250,16 @@ def make_data(spec: str, ctx: Context, *, image_size: int, batch_size: int, seed
 # --------------------------------------------------------------------------- the command
 
 
+def check_arguments(model: str, data: str, schedule: str = "cosine", width: int | None = None) -> dict:
+    """The checks ``train`` runs before anything starts: the data source (``parse_data``), the schedule, the
+    model name and width. Raises ``ValueError`` (``FileNotFoundError`` for a missing VOC folder); returns the
+    model's ``zoo.model_spec`` for one class."""
+    parse_data(data)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    return zoo.model_spec(model, 1, **({} if width is None else {"width": width}))
+
+
 def train(model: str, data: str, steps: int, out: str | os.PathLike, *, image_size: int | None = None,
           batch_size: int | None = None, lr: float | None = None, seed: int = 0, variant: str = "semantic",
           width: int | None = None, train_images: int | None = None, val_images: int | None = None,
@@ -271,10 +281,7 @@ def train(model: str, data: str, steps: int, out: str | os.PathLike, *, image_si
     """
     from segedu.train import evaluate, fit, save_checkpoint
 
-    parse_data(data)  # clear errors before any process group is formed
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    spec = zoo.model_spec(model, 1, **({} if width is None else {"width": width}))  # checks the name early
+    spec = check_arguments(model, data, schedule, width)  # clear errors before any process group is formed
     profile = runtime.profile()
     image_size = profile.image_size if image_size is None else image_size
     batch_size = profile.batch_size if batch_size is None else batch_size

@@ -69,6 +69,7 @@ def test_one_process_on_a_voc_folder(tmp_path, capsys):
     (["--model", "segformer", "--data", "shapes"], "fcn8s, unet, deeplabv3, deeplabv3plus, pspnet, fpn; got 'segformer'"),
     (["--model", "unet", "--data", "voc:/no/such/folder"], "VOC folder not found: /no/such/folder"),
     (["--model", "unet", "--data", "imagenet"], "'shapes' or 'voc:PATH'.*got 'imagenet'"),
+    (["--model", "unet", "--data", "shapes", "--width", "0"], "width must be an int >= 1, got 0"),
 ])
 def test_bad_arguments_fail_with_one_clear_line(tmp_path, capsys, args, message):
     out = tmp_path / "never.pt"
