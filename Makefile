@@ -37,20 +37,23 @@ lab: install
 TEST_CACHE := $(CURDIR)/.cache/make-test
 # One pytest worker per core (pytest-xdist); loadscope keeps each notebook's cells together on one worker.
 XDIST ?= -n auto --dist loadscope
+UNIT_TESTS := tests --ignore=tests/browser --ignore=tests/coursework
+LESSON_TESTS := --nbval-lax --nbval-current-env lessons/
 test: export OMP_NUM_THREADS ?= 1
 test: export SEGEDU_CACHE := $(TEST_CACHE)
 test: install
 	rm -rf $(TEST_CACHE)
-	$(PY) -m pytest $(XDIST) tests --ignore=tests/browser --ignore=tests/coursework
-	$(PY) -m pytest $(XDIST) --nbval-lax --nbval-current-env lessons/
+	$(PY) -m pytest $(XDIST) $(UNIT_TESTS)
+	$(PY) -m pytest $(XDIST) $(LESSON_TESTS)
 	$(PY) -m pytest tests/coursework
 	$(PY) -m pytest tests/browser
 
-unit: $(STAMP)
-	$(PY) -m pytest tests --ignore=tests/browser --ignore=tests/coursework
+# The first two stages of `make test` alone.
+unit: install
+	$(PY) -m pytest $(XDIST) $(UNIT_TESTS)
 
-lessons: $(STAMP)
-	$(PY) -m pytest --nbval-lax --nbval-current-env lessons/
+lessons: install
+	$(PY) -m pytest $(XDIST) $(LESSON_TESTS)
 
 # Executed HTML of every lesson in _course/.
 course: $(STAMP)
