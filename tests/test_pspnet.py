@@ -10,10 +10,7 @@ from torch import nn
 from segedu.models.backbones import ResNetBackbone
 from segedu.models.plain import DilatedFCN
 from segedu.models.pspnet import PSPNet, PyramidPooling, pyramid_pool
-
-
-def count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+from segedu.zoo import count_parameters
 
 
 @pytest.mark.parametrize("bins", [(1, 2, 3, 6), (1,), (2, 4), (1, 3, 7)])
@@ -133,7 +130,7 @@ def test_plain_dilated_fcn_is_torchvisions_fcn_resnet50():
     torch.manual_seed(0)
     theirs = fcn_resnet50(weights=None, weights_backbone=None, aux_loss=False, num_classes=7).eval()
     ours = DilatedFCN(7, "resnet50").eval()
-    assert count(ours) == count(theirs)
+    assert count_parameters(ours) == count_parameters(theirs)
     state = {k.replace("backbone.conv1.", "backbone.stem.0.").replace("backbone.bn1.", "backbone.stem.1."): v
              for k, v in theirs.state_dict().items()}
     ours.load_state_dict(state, strict=True)
@@ -148,8 +145,8 @@ def test_pspnet_resnet50_size():
     # backbone 23.5M + pyramid 4 x 2048 x 512 + 3x3 conv 4096 -> 512 + classifier
     ppm = 4 * (2048 * 512 + 2 * 512)
     head = 4096 * 512 * 9 + 2 * 512 + 512 * 150 + 150
-    assert count(model) == count(model.backbone) + ppm + head
-    assert count(model.backbone) == 23_508_032
+    assert count_parameters(model) == count_parameters(model.backbone) + ppm + head
+    assert count_parameters(model.backbone) == 23_508_032
 
 
 def test_bad_target_and_aux_arguments():

@@ -10,10 +10,6 @@ from segedu.models.deeplab import DeepLabV3, aspp_rates
 from segedu.train import save_checkpoint
 
 
-def n_params(model):
-    return sum(p.numel() for p in model.parameters())
-
-
 @pytest.mark.parametrize("name", zoo.MODEL_NAMES)
 def test_every_model_gives_logits_at_the_input_size(name):
     model = zoo.build_model(name, 5, width=4).eval()
@@ -36,7 +32,7 @@ def test_width_comes_from_the_profile_and_keywords_override():
     assert zoo.model_spec("unet", 3, "full")["kwargs"]["base"] == full.width
     assert zoo.model_spec("unet", 3)["kwargs"]["base"] == runtime.profile().width  # None: the current one
     small, wide = zoo.build_model("unet", 3, quick), zoo.build_model("unet", 3, full)
-    assert n_params(wide) > 3 * n_params(small)  # width doubles: convolution weights grow ~4x
+    assert zoo.count_parameters(wide) > 3 * zoo.count_parameters(small)  # width doubles: convolution weights grow ~4x
     assert zoo.model_spec("unet", 3, base=8, depth=3)["kwargs"] == {"base": 8, "depth": 3}
     assert zoo.model_spec("unet", 3, "full", width=8)["kwargs"]["base"] == 8  # width wins over the profile
     with pytest.raises(ValueError, match="width"):
