@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segedu.models.backbones import pad_to_multiple
-from segedu.models.deeplab import _check_input, _check_num_classes, _check_output_stride, _resnet_backbone
+from segedu.models.backbones import _check_images, pad_to_multiple
+from segedu.models.deeplab import _check_input, _check_num_classes, _check_output_stride, _resnet_backbone, _upsample
 
 __all__ = ["lateral_merge", "resnet_stages", "stage_channels", "stage_prefixes", "FeaturePyramid", "SemanticHead",
            "FPN"]
@@ -171,8 +171,7 @@ class FPN(nn.Module):
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         _check_input(x)
-        if x.shape[1] != self.backbone.in_channels:
-            raise ValueError(f"x must be [B, {self.backbone.in_channels}, H, W], got shape {tuple(x.shape)}")
+        _check_images(x, self.backbone.in_channels)
         return self.neck(resnet_stages(self.backbone, pad_to_multiple(x, self.output_stride)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,5 +179,5 @@ class FPN(nn.Module):
         height, width = x.shape[-2:]
         scores = self.head(self.pyramid(x))  # stride 4 of the padded input
         size = (scores.shape[-2] * self.strides[0], scores.shape[-1] * self.strides[0])
-        logits = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+        logits = _upsample(scores, size)
         return logits[..., :height, :width]

@@ -14,10 +14,11 @@ what surrounds it, this model has to see that far on its own; PSPNet and DeepLab
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from segedu.models.deeplab import _check_input, _check_num_classes, _check_output_stride, _resnet_backbone, conv_bn_relu
+from segedu.models.deeplab import (
+    _check_input, _check_num_classes, _check_output_stride, _resnet_backbone, _upsample, conv_bn_relu,
+)
 
 __all__ = ["DilatedFCN"]
 
@@ -52,4 +53,4 @@ class DilatedFCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x)
         logits = self.classifier(self.backbone(x)["out"])
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return _upsample(logits, x.shape[-2:])

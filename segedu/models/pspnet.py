@@ -29,7 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segedu.models.deeplab import _check_input, _check_num_classes, _check_output_stride, _resnet_backbone, conv_bn_relu
+from segedu.models.backbones import _check_images
+from segedu.models.deeplab import (
+    _check_input, _check_num_classes, _check_output_stride, _resnet_backbone, _upsample, conv_bn_relu,
+)
+from segedu.models.fpn import resnet_stages
 
 __all__ = ["pyramid_pool", "PyramidPooling", "PSPNet"]
 
@@ -149,15 +153,13 @@ class PSPNet(nn.Module):
         if self.aux_head is None or target is None:
             features = b(x)["out"]
         else:  # run the stages one by one to keep layer3's output for the auxiliary head
-            if x.shape[1] != b.in_channels:
-                raise ValueError(f"x must be [B, {b.in_channels}, H, W], got shape {tuple(x.shape)}")
-            middle = b.layer3(b.layer2(b.layer1(b.stem(x))))
-            features = b.layer4(middle)
-        logits = F.interpolate(self.head(self.ppm(features)), size=size, mode="bilinear", align_corners=False)
+            _check_images(x, b.in_channels)
+            *_, middle, features = resnet_stages(b, x)
+        logits = _upsample(self.head(self.ppm(features)), size)
         if target is None:
             return logits
         losses = {"out": F.cross_entropy(logits, target, ignore_index=255)}
         if self.aux_head is not None:
-            aux = F.interpolate(self.aux_head(middle), size=size, mode="bilinear", align_corners=False)
+            aux = _upsample(self.aux_head(middle), size)
             losses["aux"] = self.aux_weight * F.cross_entropy(aux, target, ignore_index=255)
         return losses
