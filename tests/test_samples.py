@@ -1,6 +1,8 @@
 """segedu.data.samples: matplotlib's sample images as tensors (shapes, dtypes, ranges, orientation)."""
 
+import copy
 import gzip
+import importlib.util
 
 import numpy as np
 import pytest
@@ -61,8 +63,20 @@ def test_bad_arguments_and_missing_files(monkeypatch):
         samples.grace_hopper(0)
     with pytest.raises(ValueError, match="size must be"):
         samples.mri_slice((64,))
+    for bad in (True, 2.5, (64, 2.5), (True, 64)):
+        with pytest.raises(TypeError, match="size must be"):
+            samples.mri_slice(bad)
+    for bad in (-1, (64, -1)):
+        with pytest.raises(ValueError, match="size must be"):
+            samples.mri_slice(bad)
     with pytest.raises(TypeError, match="uint8"):
         samples.to_float(torch.zeros(3))
-    monkeypatch.setattr(cbook, "get_sample_data", lambda name, asfileobj=True: f"/nonexistent/{name}")
+    with pytest.raises(TypeError, match="image must be a torch.Tensor"):
+        samples.to_float([0, 255])
+    # a matplotlib whose installation lacks the sample files
+    find_spec = importlib.util.find_spec
+    broken = copy.copy(find_spec("matplotlib"))
+    broken.submodule_search_locations = ["/nonexistent/matplotlib"]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: broken if name == "matplotlib" else find_spec(name, *a))
     with pytest.raises(FileNotFoundError, match="topobathy.npz"):
         samples.topobathy()

@@ -353,8 +353,17 @@ def test_context_regions_differ_in_texture(context_scenes):
         (dict(length=4, size="64"), TypeError, "size"),
         (dict(length=4, seed=1.5), TypeError, "seed"),
         (dict(length=True), TypeError, "length"),
+        (dict(length=4, size=True), TypeError, "size"),
+        (dict(length=4, size=2.5), TypeError, "size"),
+        (dict(length=4, size=-1), ValueError, "size"),
+        (dict(length=4, seed=True), TypeError, "seed"),
+        (dict(length=4, min_objects=True), TypeError, "min_objects"),
+        (dict(length=4, min_objects=2.5), TypeError, "min_objects"),
+        (dict(length=4, max_objects=True), TypeError, "max_objects"),
+        (dict(length=4, max_objects=2.5), TypeError, "max_objects"),
+        (dict(length=4, max_objects=-1), ValueError, "max_objects"),
         (dict(length=4, variant="panoptic"), ValueError, "variant"),
-        (dict(length=4, variant=None), ValueError, "variant"),
+        (dict(length=4, variant=None), TypeError, "variant"),
         (dict(length=4, min_objects=5, max_objects=4), ValueError, "min_objects"),
         (dict(length=4, min_objects=-1), ValueError, "min_objects"),
         (dict(length=4, max_objects=0), ValueError, "max_objects"),
@@ -363,9 +372,13 @@ def test_context_regions_differ_in_texture(context_scenes):
         (dict(length=4, scale=(0.0, 0.5)), ValueError, "scale"),
         (dict(length=4, scale=(0.1, 1.5)), ValueError, "scale"),
         (dict(length=4, scale=0.3), TypeError, "scale"),
-        (dict(length=4, scale=(0.1, 0.2, 0.3)), TypeError, "scale"),
+        (dict(length=4, scale=(0.1, 0.2, 0.3)), ValueError, "scale"),
+        (dict(length=4, scale=(0.1, True)), TypeError, "scale"),
+        (dict(length=4, scale=("0.1", 0.5)), TypeError, "scale"),
         (dict(length=4, noise=-0.1), ValueError, "noise"),
         (dict(length=4, noise="loud"), TypeError, "noise"),
+        (dict(length=4, noise=True), TypeError, "noise"),
+        (dict(length=4, noise=float("nan")), ValueError, "noise"),
         (dict(length=4, device="gpu0"), ValueError, "device"),
         (dict(length=4, device=0.5), TypeError, "device"),
     ],
@@ -386,6 +399,8 @@ def test_bad_indices():
         ds.batch(torch.tensor([-11]))
     with pytest.raises(TypeError, match="index"):
         ds[1.5]
+    with pytest.raises(TypeError, match="index"):
+        ds[True]
     with pytest.raises(TypeError, match="indices"):
         ds.batch([0, 0.5])
     with pytest.raises(TypeError, match="indices"):

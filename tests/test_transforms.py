@@ -121,18 +121,35 @@ def test_works_as_voc_dataset_transforms(tmp_path):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="size must be a positive int"):
+    with pytest.raises(ValueError, match="size must be an int >= 1, got 0"):
         train_transforms(0)
-    with pytest.raises(ValueError, match="size must be a positive int"):
-        eval_transforms(32.0)
+    with pytest.raises(ValueError, match="size must be an int >= 1, got -1"):
+        eval_transforms(-1)
+    for bad in (32.0, 2.5, True):
+        with pytest.raises(TypeError, match="size must be an int >= 1"):
+            eval_transforms(bad)
+        with pytest.raises(TypeError, match="size must be an int >= 1"):
+            train_transforms(bad)
     with pytest.raises(ValueError, match="scale must be a pair"):
         train_transforms(32, scale=(2.0, 0.5))
+    with pytest.raises(ValueError, match="scale must be a pair"):
+        train_transforms(32, scale=(0.5, 1.0, 2.0))
+    with pytest.raises(TypeError, match="scale must be a pair"):
+        train_transforms(32, scale=0.5)
+    with pytest.raises(TypeError, match="scale"):
+        train_transforms(32, scale=(0.5, "2"))
     with pytest.raises(ValueError, match="jitter"):
         train_transforms(32, jitter=1.5)
+    with pytest.raises(TypeError, match="jitter"):
+        train_transforms(32, jitter="0.3")
     transform = eval_transforms(8)
-    with pytest.raises(TypeError, match="mask must be an int64"):
+    with pytest.raises(TypeError, match=r"mask must be torch.int64 tensor \[H, W\]"):
         transform(torch.rand(3, 8, 8), torch.zeros(8, 8))
     with pytest.raises(ValueError, match=r"mask must have the image's size \[H, W\] = \[8, 8\], got \[8, 9\]"):
         transform(torch.rand(3, 8, 8), torch.zeros(8, 9, dtype=torch.int64))
-    with pytest.raises(ValueError, match=r"image must be a tensor \[3, H, W\]"):
+    with pytest.raises(ValueError, match=r"image must be 3-D \[3, H, W\]"):
         transform(torch.rand(8, 8), torch.zeros(8, 8, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"image must be a tensor \[3, H, W\]"):
+        transform(torch.rand(2, 8, 8), torch.zeros(8, 8, dtype=torch.int64))
+    with pytest.raises(TypeError, match=r"image must be a torch.Tensor \[3, H, W\]"):
+        transform([[0.0]], torch.zeros(8, 8, dtype=torch.int64))

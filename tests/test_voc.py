@@ -242,6 +242,49 @@ def test_write_rejects_bad_items(tmp_path):
         write_voc(SemanticFake(), tmp_path, split="../train")
 
 
+def test_arguments_follow_the_rule(tmp_path):
+    """Wrong type -> TypeError, wrong value -> ValueError, checked before anything is written."""
+    for bad, error in ((True, TypeError), (2.5, TypeError), (-1, ValueError), (0, ValueError), (101, ValueError)):
+        with pytest.raises(error, match="quality"):
+            write_voc(SemanticFake(), tmp_path, quality=bad)
+    for bad, error in (([0, True], TypeError), ([0, 2.5], TypeError), ([0, -1], ValueError)):
+        with pytest.raises(error, match="indices"):
+            write_voc(SemanticFake(), tmp_path, indices=bad)
+    with pytest.raises(TypeError, match="split"):
+        write_voc(SemanticFake(), tmp_path, split=1)
+    with pytest.raises(TypeError, match="prefix"):
+        write_voc(SemanticFake(), tmp_path, prefix=None)
+    with pytest.raises(ValueError, match="prefix"):
+        write_voc(SemanticFake(), tmp_path, prefix="a b")
+    assert not (tmp_path / "JPEGImages").exists()
+
+    def one(target):
+        class One:
+            def __getitem__(self, i):
+                return torch.rand(3, 4, 5), target
+
+        return write_voc(One(), tmp_path, indices=[0])
+
+    with pytest.raises(TypeError, match=r"target\['masks'\]"):
+        one({"masks": [[0]], "labels": torch.ones(1, dtype=torch.int64)})
+    with pytest.raises(TypeError, match=r"target\['labels'\]"):
+        one({"masks": torch.zeros(1, 4, 5, dtype=torch.uint8), "labels": [1]})
+    with pytest.raises(ValueError, match=r"target\['masks'\] must be \[N, H, W\]"):
+        one({"masks": torch.zeros(4, 5, dtype=torch.uint8), "labels": torch.ones(1, dtype=torch.int64)})
+
+    write_voc(SemanticFake(), tmp_path, split="val")
+    with pytest.raises(TypeError, match="split"):
+        VOCSegmentation(tmp_path, split=None)
+    with pytest.raises(ValueError, match="split"):
+        VOCSegmentation(tmp_path, split="")
+    data = VOCSegmentation(tmp_path, split="val")
+    for bad in (True, 1.5):
+        with pytest.raises(TypeError, match="index"):
+            data[bad]
+    with pytest.raises(IndexError, match="out of range"):
+        data[3]
+
+
 # ----------------------------------------------------------------------------------------------------
 # the synthetic shapes through the VOC layout, and the shipped sample
 # ----------------------------------------------------------------------------------------------------

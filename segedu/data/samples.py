@@ -1,7 +1,7 @@
 """Real images that ship with matplotlib, as tensors - real data with no download.
 
-matplotlib installs a few sample files in ``matplotlib/mpl-data/sample_data/`` and finds them with
-``matplotlib.cbook.get_sample_data``. Three of them are useful for segmentation:
+matplotlib installs a few sample files in ``matplotlib/mpl-data/sample_data/`` (where
+``matplotlib.cbook.get_sample_data`` finds them). Three of them are useful for segmentation:
 
 * ``grace_hopper.jpg`` - a portrait photograph (600 x 512 pixels), for the "real photo" experiments
   (e.g. the dense CRF snapping a coarse mask to real edges, lesson 07);
@@ -12,12 +12,14 @@ Each loader takes an optional ``size`` to shrink the picture for the quick profi
 shorter side to ``size`` (keeping the aspect ratio, as ``torchvision.transforms.v2.Resize`` does), a pair
 ``(h, w)`` resizes to exactly that. Downsizing is antialiased so the small picture does not alias.
 
-matplotlib is imported inside the loaders only, so importing this module stays cheap.
+Only the files are read: the folder is found from the installed distribution without importing
+matplotlib, which the package imports in ``segedu.viz`` and ``segedu.widgets`` only (DESIGN.md).
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +27,23 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
+from segedu import validate
+
+__all__ = ["MRI_RAW_MAX", "sample_path", "grace_hopper", "to_float", "mri_slice", "topobathy"]
+
 MRI_RAW_MAX = 215
 """Largest raw value in ``s1045.ima.gz`` (its pixels are 0..215, stored as big-endian uint16)."""
 
 
 def sample_path(name: str) -> Path:
     """The path of matplotlib's sample file ``name``; ``FileNotFoundError`` if this matplotlib lacks it."""
-    import matplotlib
-    from matplotlib import cbook
-
-    path = Path(cbook.get_sample_data(name, asfileobj=False))
-    if not path.is_file():
+    # find_spec locates a top-level package without importing it (no matplotlib start-up cost here)
+    spec = importlib.util.find_spec("matplotlib")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0] if folders else ".") / "mpl-data" / "sample_data" / name
+    if not spec or not path.is_file():
         raise FileNotFoundError(
-            f"matplotlib sample file {name!r} not found at {path} (matplotlib {matplotlib.__version__}); "
+            f"matplotlib sample file {name!r} not found at {path}; "
             "it ships with the regular matplotlib package - reinstall it with `pip install matplotlib`"
         )
     return path
@@ -47,12 +53,10 @@ def _resize(image: torch.Tensor, size: int | tuple[int, int] | None) -> torch.Te
     """Antialiased bilinear resize of ``[C, H, W]``; ``size`` int = shorter side, pair = exact ``(h, w)``."""
     if size is None:
         return image
-    if isinstance(size, bool) or not (
-        (isinstance(size, int) and size > 0)
-        or (isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size))
-    ):
-        raise ValueError(f"size must be None, a positive int (shorter side) or a pair (h, w) of them, got {size!r}")
-    size = [size] if isinstance(size, int) else list(size)
+    if isinstance(size, (tuple, list)):
+        size = list(validate.pair(size, "size", minimum=1))  # exactly (h, w)
+    else:
+        size = [validate.positive_int(size, "size")]  # the shorter side
     return TF.resize(image, size, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
 
 
@@ -69,9 +73,7 @@ def grace_hopper(size: int | tuple[int, int] | None = None, *, as_float: bool = 
 
 def to_float(image: torch.Tensor) -> torch.Tensor:
     """uint8 ``[..., H, W]`` in 0..255 -> float32 in [0, 1] (``x / 255``)."""
-    if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8:
-        got = image.dtype if isinstance(image, torch.Tensor) else type(image).__name__
-        raise TypeError(f"image must be a uint8 tensor, got {got}")
+    validate.tensor(image, "image", dtype=torch.uint8, layout="[..., H, W]")
     return image.to(torch.float32) / 255.0
 
 

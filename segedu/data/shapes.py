@@ -16,17 +16,32 @@ How the randomness works: every random number is an integer hash of
 ``(seed, index, field)`` (a counter-based generator, as in Salmon et al.,
 "Parallel random numbers: as easy as 1, 2, 3", SC 2011), so a scene does not
 depend on the batch it is rendered in, its position there, or the device.
+The generator and the drawing primitives live in ``segedu.data.render``; this
+module says what a scene is: which shapes, where, in what colours.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["CLASSES", "CONTEXT_CLASSES", "VARIANTS", "MIN_VISIBLE_PIXELS", "ShapesDataset"]
+from segedu import validate
+from segedu.data import render
+
+__all__ = [
+    "CLASSES",
+    "CONTEXT_CLASSES",
+    "VARIANTS",
+    "MIN_VISIBLE_PIXELS",
+    "VEHICLE_LENGTH",
+    "VEHICLE_ASPECT",
+    "VEHICLE_MARGIN",
+    "VEHICLE_SPREAD",
+    "REGION_OFFSET",
+    "ShapesDataset",
+]
 
 CLASSES: tuple[str, ...] = ("background", "disk", "square", "triangle", "bar", "ring")
 CONTEXT_CLASSES: tuple[str, ...] = ("background", "car", "boat", "square", "triangle")
@@ -48,53 +63,8 @@ REGION_OFFSET = (0.05, 0.2)
 _CHUNK_PIXELS = 32 * 64 * 64  # scenes rendered together: 32 at 64 x 64 (see ShapesDataset.batch)
 _MAX_SLOTS = 32  # max_objects cap: memory grows with it ([B, K, H, W] inside-tests)
 
-# Random-number fields: scene-level values use fields 0..63, object slot k uses 64 + 16 k + j.
-_SLOT_BASE, _SLOT_STRIDE = 64, 16
+# Random-number fields of object slots: see segedu.data.render.slot_uniform.
 _VEHICLE_SLOT = 1000  # the two vehicle slots of the context variant get their own fields
-
-_M32 = 0xFFFFFFFF
-_MUL = 0x45D9F3B  # < 2**31, so x * _MUL stays inside int64 for any 32-bit x
-
-
-# --------------------------------------------------------------------------- random numbers
-def _mix32(x):
-    """A 32-bit integer hash (works on Python ints and int64 tensors).
-
-    Two xor-shift-multiply rounds: every input bit flips about half of the output
-    bits. Only integer ops, so it gives the same bits on every device.
-    """
-    x = ((x >> 16) ^ x) * _MUL & _M32
-    x = ((x >> 16) ^ x) * _MUL & _M32
-    return (x >> 16) ^ x
-
-
-def _scene_keys(seed: int, index: torch.Tensor) -> torch.Tensor:
-    """One 32-bit key per scene from ``(seed, index)``: int64 ``[B]`` -> int64 ``[B]``."""
-    s = seed % 2**64
-    k0 = _mix32(_mix32(s & _M32) ^ (s >> 32))
-    return _mix32(_mix32((index & _M32) ^ k0) ^ (index >> 32))
-
-
-def _uniform(keys: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
-    """Uniform numbers in [0, 1), float64 ``[B, F]``, one per (scene key, field)."""
-    h = _mix32(keys[:, None] ^ _mix32(fields + 0x3C6EF372)[None, :])
-    return h.to(torch.float64) * 2.0**-32
-
-
-def _slot_uniform(keys: torch.Tensor, slots: int, fields: int, first_slot: int = 0) -> torch.Tensor:
-    """Uniform numbers for ``slots`` object slots: float64 ``[B, slots, fields]``."""
-    k = torch.arange(first_slot, first_slot + slots, device=keys.device)
-    f = _SLOT_BASE + _SLOT_STRIDE * k[:, None] + torch.arange(fields, device=keys.device)
-    return _uniform(keys, f.reshape(-1)).view(-1, slots, fields)
-
-
-def _pixel_uniform(keys: torch.Tensor, height: int, width: int, stream: int, block: int = 1):
-    """Per-pixel random bits, int64 ``[B, H, W]``, constant over ``block x block`` cells."""
-    dev = keys.device
-    ys = torch.arange(height, device=dev) // block
-    xs = torch.arange(width, device=dev) // block
-    cell = ys[:, None] * 65536 + xs[None, :] + stream * 0x1000000  # distinct per cell and stream
-    return _mix32(keys[:, None, None] ^ _mix32(cell)[None])
 
 
 # --------------------------------------------------------------------------- scene parameters
@@ -102,7 +72,7 @@ def _objects(u: torch.Tensor, scale: tuple[float, float]) -> dict[str, torch.Ten
     """Shape parameters of the semantic scenes from uniforms ``u`` ``[B, K, 16]`` (float64).
 
     Every shape is described by the same numbers so that one vectorized
-    inside-test draws them all (see ``_inside``): centre ``(cx, cy)``, rotation
+    inside-test draws them all (see ``segedu.data.render.inside``): centre ``(cx, cy)``, rotation
     ``(cos, sin)``, half-axes ``(a, b)`` and either a "round" test
     ``rin^2 <= (u/a)^2 + (v/b)^2 <= 1`` or a "polygon" test
     ``max(|u'| al + v' be, |v'| ga + v' de) <= 1``.
@@ -206,82 +176,6 @@ def _vehicles(u, phi, p0x, p0y):
     return geo, feasible
 
 
-# --------------------------------------------------------------------------- rendering
-def _inside(geo: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-    """Inside-tests of every object slot: bool ``[B, K, H, W]``.
-
-    ``geo`` holds float32 ``[B, K]`` parameters (see ``_objects``), ``xs``/``ys``
-    the pixel centres in [0, 1]. The rotated, rescaled coordinates
-    ``u' = (dx cos + dy sin) / a`` and ``v' = (dy cos - dx sin) / b`` are sums of a
-    row term and a column term, so the per-pixel work is one addition each.
-    Only exactly-rounded operations (+, -, *, abs, max, compare) touch pixels,
-    which keeps a scene bit-identical in any batch.
-    """
-    p = {k: v[:, :, None, None] for k, v in geo.items()}
-    dx = xs.view(1, 1, 1, -1) - p["cx"]  # [B, K, 1, W]
-    dy = ys.view(1, 1, -1, 1) - p["cy"]  # [B, K, H, 1]
-    u = dx * (p["cos"] / p["a"]) + dy * (p["sin"] / p["a"])
-    v = dy * (p["cos"] / p["b"]) - dx * (p["sin"] / p["b"])
-    r2 = u * u + v * v
-    round_in = (r2 <= 1) & (r2 >= p["rin2"])
-    # max(t1, t2) <= 1, written as two comparisons: cheaper on bytes than a float max.
-    poly_in = (u.abs() * p["alpha"] + v * p["beta"] <= 1) & (v.abs() * p["gamma"] + v * p["delta"] <= 1)
-    return torch.where(p["round"], round_in, poly_in)
-
-
-def _paint(inside: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Painter's algorithm: the top-most object at every pixel.
-
-    ``inside`` bool ``[B, K, H, W]``, ``active`` bool ``[B, K]``. Returns ``top``
-    int64 ``[B, H, W]`` (0 = no object, ``k + 1`` = slot ``k``; later slots are
-    painted over earlier ones) and the final ``active`` with objects that kept
-    fewer than ``MIN_VISIBLE_PIXELS`` visible pixels switched off.
-    """
-    B, K = active.shape
-    order = torch.arange(1, K + 1, device=inside.device, dtype=torch.uint8).view(1, K, 1, 1)
-
-    def top_of(act):
-        return ((inside & act[:, :, None, None]).to(torch.uint8) * order).amax(1).long()
-
-    top = top_of(active)
-    offset = (K + 1) * torch.arange(B, device=top.device).view(B, 1, 1)
-    counts = torch.bincount((top + offset).view(-1), minlength=B * (K + 1)).view(B, K + 1)[:, 1:]
-    keep = active & (counts >= MIN_VISIBLE_PIXELS)
-    if bool((keep != active).any()):
-        # Removing a hidden object only uncovers pixels of the objects below it,
-        # so every object that stays keeps at least MIN_VISIBLE_PIXELS pixels.
-        top = top_of(keep)
-    return top, keep
-
-
-def _gather_slots(values: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-    """Per-pixel lookup of a per-object value: ``values`` ``[B, C, K]``, ``top`` ``[B, H, W]``
-    (0 = none) -> ``[B, C, H, W]`` (0 where no object)."""
-    B, C, _ = values.shape
-    padded = torch.cat([values.new_zeros(B, C, 1), values], dim=2)
-    idx = top.flatten(1)[:, None].expand(B, C, -1)
-    return padded.gather(2, idx).view(B, C, *top.shape[1:])
-
-
-def _sin_cos(angle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """sin and cos in float64, returned as float32 (so every device and batch rounds alike)."""
-    return torch.sin(angle).float(), torch.cos(angle).float()
-
-
-def _wave(kx, ky, phase, amp, xs, ys):
-    """``amp * sin(kx x + ky y + phase)`` as ``[B, 1, H, W]`` from separable terms.
-
-    ``sin(A + B) = sin A cos B + cos A sin B`` with ``A`` depending on x only and
-    ``B`` on y only: transcendentals run on ``[B, W]`` and ``[B, H]`` (in float64),
-    the image-sized work is two products and a sum.
-    """
-    sa, ca = _sin_cos(kx[:, None] * xs.double()[None] + phase[:, None])
-    sb, cb = _sin_cos(ky[:, None] * ys.double()[None])
-    amp = amp.float()[:, None, None, None]
-    sa, ca = (amp * t[:, None, None, :] for t in (sa, ca))
-    return sa * cb[:, None, :, None] + ca * sb[:, None, :, None]
-
-
 class ShapesDataset(Dataset):
     """Synthetic segmentation scenes, rendered on demand from ``(seed, index)``.
 
@@ -345,27 +239,19 @@ class ShapesDataset(Dataset):
         scale: tuple[float, float] = (0.12, 0.5),
         noise: float = 0.06,
     ):
-        self.length = _check_int("length", length, minimum=0)
-        self.size = _check_int("size", size, minimum=1)
-        self.seed = _check_int("seed", seed)
-        if not isinstance(variant, str) or variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        self.variant = variant
-        self.device = _check_device(device)
-        self.min_objects = _check_int("min_objects", min_objects, minimum=0)
-        self.max_objects = _check_int("max_objects", max_objects, minimum=1)
-        if self.max_objects > _MAX_SLOTS:
-            raise ValueError(f"max_objects must be <= {_MAX_SLOTS}, got {max_objects}")
+        self.length = validate.integer(length, "length", minimum=0)
+        self.size = validate.positive_int(size, "size")
+        self.seed = validate.integer(seed, "seed")
+        self.variant = validate.choice(variant, "variant", VARIANTS)
+        self.device = validate.torch_device(device)
+        self.min_objects = validate.integer(min_objects, "min_objects", minimum=0)
+        self.max_objects = validate.integer(max_objects, "max_objects", minimum=1, maximum=_MAX_SLOTS)
         if self.min_objects > self.max_objects:
             raise ValueError(
                 f"min_objects must be <= max_objects, got min_objects={min_objects} > max_objects={max_objects}"
             )
         self.scale = _check_scale(scale)
-        if isinstance(noise, bool) or not isinstance(noise, (int, float)):
-            raise TypeError(f"noise must be a float, got {type(noise).__name__}")
-        if not 0 <= noise <= 1:
-            raise ValueError(f"noise must be in [0, 1], got {noise}")
-        self.noise = float(noise)
+        self.noise = validate.number(noise, "noise", minimum=0.0, maximum=1.0)
         self.classes = CONTEXT_CLASSES if variant == "context" else CLASSES
         self.num_classes = len(self.classes)
         # Pixel centres in [0, 1]: scenes are defined in image-relative units, so the
@@ -382,11 +268,7 @@ class ShapesDataset(Dataset):
         )
 
     def __getitem__(self, i):
-        try:
-            i = operator.index(i)
-        except TypeError:
-            raise TypeError(f"index must be an int, got {type(i).__name__}") from None
-        images, targets = self.batch([i])
+        images, targets = self.batch([validate.integer(i, "index")])
         return images[0], targets[0]
 
     # ------------------------------------------------------------------ public
@@ -415,7 +297,7 @@ class ShapesDataset(Dataset):
             if self.variant == "instance":
                 targets.extend(self._targets(top, labels))
             else:
-                targets.append(_gather_slots(labels[:, None, :], top)[:, 0])
+                targets.append(render.gather_slots(labels[:, None, :], top)[:, 0])
         images = torch.cat(images) if len(images) > 1 else images[0]
         if self.variant == "instance":
             return images, targets
@@ -430,19 +312,17 @@ class ShapesDataset(Dataset):
     # ------------------------------------------------------------------ internals
     def _indices(self, indices) -> torch.Tensor:
         if isinstance(indices, torch.Tensor):
-            if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
-                raise TypeError(f"indices must hold integers, got a tensor of {indices.dtype}")
-            if indices.dim() > 1:
-                raise ValueError(f"indices must be 1-D, got shape {tuple(indices.shape)}")
+            validate.tensor(indices, "indices", (0, 1), dtype="integer")
             idx = indices.reshape(-1).to(device=self.device, dtype=torch.int64)
         else:
             try:
-                values = [operator.index(i) for i in indices]
+                values = list(indices)
             except TypeError:
                 raise TypeError(
                     f"indices must be a sequence of ints, got {type(indices).__name__} "
                     f"{str(indices)[:60]}"
                 ) from None
+            values = [validate.integer(v, f"indices[{k}]") for k, v in enumerate(values)]
             idx = torch.tensor(values, dtype=torch.int64, device=self.device)
         bad = (idx < -self.length) | (idx >= self.length)
         if bool(bad.any()):
@@ -452,7 +332,7 @@ class ShapesDataset(Dataset):
 
     def _count(self, keys: torch.Tensor) -> torch.Tensor:
         """Number of objects per scene, uniform in [min_objects, max_objects]: int64 ``[B]``."""
-        u = _uniform(keys, torch.tensor([0], device=keys.device))[:, 0]
+        u = render.uniform(keys, torch.tensor([0], device=keys.device))[:, 0]
         span = self.max_objects - self.min_objects + 1
         return self.min_objects + (u * span).floor().long().clamp(max=span - 1)
 
@@ -476,10 +356,12 @@ class ShapesDataset(Dataset):
         # Texture: oriented stripes and a soft blob pattern, in a random colour.
         k = 2 * math.pi * (6 + 10 * u[:, 9])  # 6-16 stripes per image side
         ang = math.pi * u[:, 10]
-        stripes = _wave(k * torch.cos(ang), k * torch.sin(ang), 2 * math.pi * u[:, 11], 0.06 + 0.1 * u[:, 12], xs, xs)
+        stripes = render.wave(
+            k * torch.cos(ang), k * torch.sin(ang), 2 * math.pi * u[:, 11], 0.06 + 0.1 * u[:, 12], xs, xs
+        )
         fx, fy = 2 * math.pi * (1 + 3 * u[:, 13]), 2 * math.pi * (1 + 3 * u[:, 14])
-        bx, _ = _sin_cos(fx[:, None] * xs.double()[None] + 2 * math.pi * u[:, 15, None])
-        by, _ = _sin_cos(fy[:, None] * xs.double()[None] + 2 * math.pi * u[:, 16, None])
+        bx, _ = render.sin_cos(fx[:, None] * xs.double()[None] + 2 * math.pi * u[:, 15, None])
+        by, _ = render.sin_cos(fy[:, None] * xs.double()[None] + 2 * math.pi * u[:, 16, None])
         bx = bx * (0.12 * u[:, 17, None]).float()
         blobs = bx[:, None, None, :] * by[:, None, :, None]
         tex_colour = (2 * u[:, 18:21] - 1).float()[:, :, None, None]
@@ -487,34 +369,35 @@ class ShapesDataset(Dataset):
 
     def _compose(self, bg, top, colours, keys):
         """Objects over the background, plus noise, clipped to [0, 1]: float32 ``[B, 3, H, W]``."""
-        obj = _gather_slots(colours.float().transpose(1, 2), top)
+        obj = render.gather_slots(colours.float().transpose(1, 2), top)
         image = torch.where(top[:, None] > 0, obj, bg)
         if self.noise > 0:
             # Uniform pixel noise of standard deviation self.noise: three 10-bit
             # uniforms (one per channel) from one 32-bit hash per pixel.
-            h = _pixel_uniform(keys, self.size, self.size, stream=1)
+            h = render.pixel_uniform(keys, self.size, self.size, stream=1)
             step = self.noise * math.sqrt(12) / 1024
             for c in range(3):
                 image[:, c] += (((h >> (10 * c)) & 1023).float() - 511.5) * step
         return image.clamp_(0, 1)
 
     def _render_semantic(self, idx):
-        keys = _scene_keys(self.seed, idx)
+        keys = render.scene_keys(self.seed, idx)
         K = self.max_objects
-        u_bg = _uniform(keys, torch.arange(64, device=keys.device))
-        geo = _objects(_slot_uniform(keys, K, _SLOT_STRIDE), self.scale)
+        u_bg = render.uniform(keys, torch.arange(64, device=keys.device))
+        geo = _objects(render.slot_uniform(keys, K, render.SLOT_STRIDE), self.scale)
         bg, colour_at = self._background(keys, u_bg)
         colours = _contrast(geo.pop("colour"), colour_at(geo["cx"], geo["cy"]))
         labels = geo.pop("label").long()
         active = torch.arange(K, device=keys.device)[None] < self._count(keys)[:, None]
-        inside = _inside({k: v.float() if v.is_floating_point() else v for k, v in geo.items()}, self._xs, self._xs)
-        top, active = _paint(inside, active)
+        geo32 = {k: v.float() if v.is_floating_point() else v for k, v in geo.items()}
+        inside = render.inside(geo32, self._xs, self._xs)
+        top, active = render.paint(inside, active, MIN_VISIBLE_PIXELS)
         return self._compose(bg, top, colours, keys), top, labels * active
 
     def _render_context(self, idx):
-        keys = _scene_keys(self.seed, idx)
+        keys = render.scene_keys(self.seed, idx)
         dev, xs = keys.device, self._xs.double()
-        u = _uniform(keys, torch.arange(64, device=dev))
+        u = render.uniform(keys, torch.arange(64, device=dev))
         # The region (water or land) lies beyond a straight border: points p with (p - p0) . n > 0,
         # p0 = centre + h n. The rest of the scene is plain ground (the quay or the road).
         phi = 2 * math.pi * u[:, 21]
@@ -529,7 +412,7 @@ class ShapesDataset(Dataset):
         # Vehicles: one or two, on the ground side, at least VEHICLE_MARGIN from the region.
         count = self._count(keys).clamp(min=1)
         two = (count >= 2) & (u[:, 25] < 0.7)
-        uv = _slot_uniform(keys, 2, _SLOT_STRIDE, _VEHICLE_SLOT)
+        uv = render.slot_uniform(keys, 2, render.SLOT_STRIDE, _VEHICLE_SLOT)
         k = torch.arange(2, device=dev, dtype=uv.dtype)
         uv[..., 4] = torch.where(two[:, None], (k + uv[..., 4]) / 2, uv[..., 4])  # two: one per half of the border
         veh, feasible = _vehicles(uv, phi, p0x, p0y)
@@ -538,7 +421,7 @@ class ShapesDataset(Dataset):
 
         # Distractors: squares and triangles anywhere, below the vehicles.
         kd = self.max_objects - 1
-        ud = _slot_uniform(keys, kd, _SLOT_STRIDE)
+        ud = render.slot_uniform(keys, kd, render.SLOT_STRIDE)
         ud[..., 0] = 0.2 + 0.4 * ud[..., 0]  # semantic classes 2 (square) and 3 (triangle) only
         dis = _objects(ud, self.scale)
         dis["label"] = dis["label"] + 1  # square 3, triangle 4 in CONTEXT_CLASSES
@@ -553,23 +436,24 @@ class ShapesDataset(Dataset):
         centre_side = (geo["cx"] - p0x[:, None]) * nx[:, None] + (geo["cy"] - p0y[:, None]) * ny[:, None]
         behind = torch.where((centre_side > 0)[..., None], region_c[:, None], ground_c[:, None])
         colours = _contrast(geo.pop("colour"), behind)
-        grain = _pixel_uniform(keys, self.size, self.size, stream=2, block=2)
+        grain = render.pixel_uniform(keys, self.size, self.size, stream=2, block=2)
         grain = ((grain & 1023).float() / 1023 - 0.5) * (0.3 + 0.2 * u[:, 33]).float()[:, None, None]
         land = region_c.float()[:, :, None, None] + grain[:, None]
         k1 = 2 * math.pi * (3 + 4 * u[:, 34])
-        rows, _ = _sin_cos(k1[:, None] * xs[None] + 2 * math.pi * u[:, 35, None])
+        rows, _ = render.sin_cos(k1[:, None] * xs[None] + 2 * math.pi * u[:, 35, None])
         swell = rows.float()[:, None, :, None] * (0.06 + 0.06 * u[:, 36]).float()[:, None, None, None]
         k2 = 2 * math.pi * (6 + 4 * u[:, 37])
         slant = 0.3 * (2 * u[:, 38] - 1)  # ripples a little off horizontal
-        ripple = _wave(k2 * slant, k2, 2 * math.pi * u[:, 39], 0.04 + 0.04 * u[:, 40], self._xs, self._xs)
+        ripple = render.wave(k2 * slant, k2, 2 * math.pi * u[:, 39], 0.04 + 0.04 * u[:, 40], self._xs, self._xs)
         wave_colour = (0.5 + 0.5 * u[:, 41:44]).float()[:, :, None, None]
         water_img = region_c.float()[:, :, None, None] + (swell + ripple) * wave_colour
         texture = torch.where(is_water[:, None, None, None], water_img, land)
         bg = torch.where(region[:, None], texture, ground_c.float()[:, :, None, None])
 
         labels = geo.pop("label").long()
-        inside = _inside({k: v.float() if v.is_floating_point() else v for k, v in geo.items()}, self._xs, self._xs)
-        top, active = _paint(inside, active)
+        geo32 = {k: v.float() if v.is_floating_point() else v for k, v in geo.items()}
+        inside = render.inside(geo32, self._xs, self._xs)
+        top, active = render.paint(inside, active, MIN_VISIBLE_PIXELS)
         kind = torch.where(is_water, 2, 1)[:, None, None]
         return self._compose(bg, top, colours, keys), top, labels * active, region.long() * kind
 
@@ -595,32 +479,13 @@ class ShapesDataset(Dataset):
 
 
 # --------------------------------------------------------------------------- argument checks
-def _check_int(name: str, value, minimum: int | None = None) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)  # Python and NumPy ints; not floats, strings or bools
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _check_scale(scale) -> tuple[float, float]:
-    try:
-        lo, hi = (float(s) for s in scale)
-    except (TypeError, ValueError):
-        raise TypeError(f"scale must be a pair of floats (smallest, largest), got {scale!r}") from None
+    """``(smallest, largest)`` object size as fractions of the side: ``0 < smallest <= largest <= 1``."""
+    if not isinstance(scale, (tuple, list)):
+        raise TypeError(f"scale must be a pair of floats (smallest, largest), got {type(scale).__name__} {scale!r}")
+    if len(scale) != 2:
+        raise ValueError(f"scale must be a pair of floats (smallest, largest), got {len(scale)} values {scale!r}")
+    lo, hi = (validate.number(s, "scale") for s in scale)
     if not (0 < lo <= hi <= 1):
         raise ValueError(f"scale must satisfy 0 < smallest <= largest <= 1, got {scale!r}")
     return lo, hi
-
-
-def _check_device(device) -> torch.device:
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from err

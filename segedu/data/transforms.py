@@ -28,6 +28,10 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segedu import validate
+
+__all__ = ["VOID", "PairTransform", "train_transforms", "eval_transforms"]
+
 VOID = 255  # same as segedu.data.voc.VOID; repeated so this module stands alone
 
 
@@ -42,12 +46,10 @@ class PairTransform:
         self.transform = transform
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] not in (1, 3):
-            got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-            raise ValueError(f"image must be a tensor [3, H, W] (or [1, H, W]), got {got}")
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.int64:
-            got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-            raise TypeError(f"mask must be an int64 tensor [H, W], got {got}")
+        validate.tensor(image, "image", 3, layout="[3, H, W] (or [1, H, W])")
+        if image.shape[0] not in (1, 3):
+            raise ValueError(f"image must be a tensor [3, H, W] (or [1, H, W]), got shape {tuple(image.shape)}")
+        validate.tensor(mask, "mask", dtype=torch.int64, layout="[H, W]")
         if mask.shape != image.shape[-2:]:
             raise ValueError(
                 f"mask must have the image's size [H, W] = {list(image.shape[-2:])}, got {list(mask.shape)}"
@@ -57,12 +59,6 @@ class PairTransform:
 
     def __repr__(self) -> str:
         return f"PairTransform({self.transform})"
-
-
-def _check_size(size: object) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ValueError(f"size must be a positive int (the side of the square output), got {size!r}")
-    return size
 
 
 def _to_float() -> v2.Transform:
@@ -89,17 +85,18 @@ def train_transforms(
     Returns a ``PairTransform``: ``(image [3, H, W], mask int64 [H, W]) -> (float32 [3, size, size],
     int64 [size, size])``.
     """
-    size = _check_size(size)
-    if (
-        not isinstance(scale, (tuple, list))
-        or len(scale) != 2
-        or not all(isinstance(s, (int, float)) and s > 0 for s in scale)
-        or scale[0] > scale[1]
-    ):
+    size = validate.positive_int(size, "size")
+    if not isinstance(scale, (tuple, list)):
+        raise TypeError(f"scale must be a pair (lo, hi) with 0 < lo <= hi, got {type(scale).__name__} {scale!r}")
+    if len(scale) != 2:
+        raise ValueError(f"scale must be a pair (lo, hi) with 0 < lo <= hi, got {len(scale)} values {scale!r}")
+    lo, hi = (validate.number(s, "scale") for s in scale)
+    if not 0 < lo <= hi:
         raise ValueError(f"scale must be a pair (lo, hi) with 0 < lo <= hi, got {scale!r}")
-    if not isinstance(jitter, (int, float)) or not 0 <= jitter < 1:
+    jitter = validate.number(jitter, "jitter", minimum=0.0)
+    if jitter >= 1:
         raise ValueError(f"jitter must be a number in [0, 1), got {jitter!r}")
-    low, high = max(1, round(scale[0] * size)), max(1, round(scale[1] * size))
+    low, high = max(1, round(lo * size)), max(1, round(hi * size))
     steps: list[v2.Transform] = [
         _to_float(),
         # RandomResize draws the shorter side from [low, high); +1 makes hi inclusive (and lo == hi legal).
@@ -119,7 +116,7 @@ def eval_transforms(size: int) -> PairTransform:
     Every output is the same size, so a validation set batches; the crop drops the ends of the longer side
     of both image and mask alike, so metrics are computed on the same pixels the model sees.
     """
-    size = _check_size(size)
+    size = validate.positive_int(size, "size")
     return PairTransform(
         v2.Compose([_to_float(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])
     )

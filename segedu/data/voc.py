@@ -32,6 +32,23 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from segedu import validate
+
+__all__ = [
+    "VOID",
+    "VOC_CLASSES",
+    "VOC_PALETTE",
+    "read_mask",
+    "read_ids",
+    "VOCSegmentation",
+    "write_voc",
+    "MINI_TRAIN",
+    "MINI_VAL",
+    "MINI_SIZE",
+    "MINI_SEED",
+    "make_shapes_voc_mini",
+]
+
 VOID = 255
 """The label of pixels that are ignored (object borders in VOC); also ``ignore_index`` of the losses."""
 
@@ -146,8 +163,10 @@ class VOCSegmentation(Dataset):
     ) -> None:
         if not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"root must be a path (str or os.PathLike), got {type(root).__name__}")
-        if not isinstance(split, str) or not split:
-            raise TypeError(f"split must be a non-empty str such as 'train' or 'val', got {split!r}")
+        if not isinstance(split, str):
+            raise TypeError(f"split must be a non-empty str such as 'train' or 'val', got {type(split).__name__}")
+        if not split:
+            raise ValueError(f"split must be a non-empty str such as 'train' or 'val', got {split!r}")
         if transforms is not None and not callable(transforms):
             raise TypeError(
                 f"transforms must be callable (image, mask) -> (image, mask), got {type(transforms).__name__}"
@@ -181,6 +200,7 @@ class VOCSegmentation(Dataset):
         return self.root / "SegmentationClass" / f"{self.ids[index]}.png"
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = validate.integer(index, "index")
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items in split {self.split!r}")
         image_path, mask_path = self.image_path(index), self.mask_path(index)
@@ -254,13 +274,13 @@ def _instance_maps(target: Mapping, where: str, size: tuple[int, int]) -> tuple[
     for key in ("masks", "labels"):
         if key not in target:
             raise ValueError(f"{where}: an instance target must have 'masks' and 'labels', got keys {sorted(target)}")
-    masks, labels = target["masks"], target["labels"]
-    if not isinstance(masks, torch.Tensor) or masks.dim() != 3 or tuple(masks.shape[1:]) != size:
-        shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+    masks = validate.tensor(target["masks"], f"{where}: target['masks']", layout="[N, H, W]")
+    labels = validate.tensor(target["labels"], f"{where}: target['labels']", layout="[N]")
+    if masks.dim() != 3 or tuple(masks.shape[1:]) != size:
+        shape = tuple(masks.shape)
         raise ValueError(f"{where}: target['masks'] must be [N, H, W] with [H, W] = {list(size)}, got {shape}")
-    if not isinstance(labels, torch.Tensor) or labels.shape != (masks.shape[0],):
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"{where}: target['labels'] must be [N] with N = {masks.shape[0]}, got {shape}")
+    if labels.shape != (masks.shape[0],):
+        raise ValueError(f"{where}: target['labels'] must be [N] with N = {masks.shape[0]}, got {tuple(labels.shape)}")
     count = masks.shape[0]
     if count >= VOID:
         raise ValueError(f"{where}: at most 254 objects fit in a VOC object PNG (255 = void), got {count}")
@@ -309,15 +329,18 @@ def write_voc(
     writing the same items twice leaves one entry each. When ``dataset`` has a ``classes`` attribute it is
     written to ``root/classes.txt`` (and must agree with one already there).
     """
-    if not isinstance(split, str) or not _ID_PATTERN.match(split):
+    if not isinstance(split, str):
+        raise TypeError(f"split must be a str, a plain name such as 'train' or 'val', got {type(split).__name__}")
+    if not _ID_PATTERN.match(split):
         raise ValueError(f"split must be a plain name such as 'train' or 'val', got {split!r}")
-    if not isinstance(prefix, str) or not _ID_PATTERN.match(prefix):
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, a plain file-name stem such as 'shapes', got {type(prefix).__name__}")
+    if not _ID_PATTERN.match(prefix):
         raise ValueError(f"prefix must be a plain file-name stem such as 'shapes', got {prefix!r}")
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise ValueError(f"quality must be an int JPEG quality in 1..100, got {quality!r}")
+    quality = validate.integer(quality, "quality (the JPEG quality)", minimum=1, maximum=100)
     if indices is None:
         indices = range(len(dataset))
-    indices = [int(i) for i in indices]
+    indices = [validate.integer(i, "indices") for i in indices]
     if any(i < 0 for i in indices):
         raise ValueError(f"indices must be non-negative (they name the files), got {[i for i in indices if i < 0]}")
 
