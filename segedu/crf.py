@@ -29,10 +29,11 @@ feature space, over all N pixels for each of the N pixels, O(N^2). Two ways to c
 * ``method="naive"``: the exact sum, a dense ``[N, N]`` kernel matrix (kept for small images, recomputed in
   blocks of rows for larger ones): O(N^2) time - for small images and for teaching;
 * ``method="permutohedral"``: the permutohedral lattice of Adams, Baek & Davis ("Fast High-Dimensional
-  Filtering Using the Permutohedral Lattice", Eurographics 2010), O(N d^2): *splat* each pixel's values onto
-  the d+1 corners of its enclosing simplex of a lattice in feature space, *blur* the lattice with [1 2 1]
-  along its d+1 axes, *slice* the values back at the pixels (barycentric interpolation). It approximates
-  ``sum_j exp(-|f_i - f_j|^2 / 2) v_j`` (up to a constant factor and a few per cent of error).
+  Filtering Using the Permutohedral Lattice", Eurographics 2010), in ``segedu.ops.permutohedral``, O(N d^2):
+  *splat* each pixel's values onto the d+1 corners of its enclosing simplex of a lattice in feature space,
+  *blur* the lattice with [1 2 1] along its d+1 axes, *slice* the values back at the pixels (barycentric
+  interpolation). It approximates ``sum_j exp(-|f_i - f_j|^2 / 2) v_j`` (up to a constant factor and a few
+  per cent of error).
 
 **Matching pydensecrf** (the reference implementation, ``pydensecrf2`` on PyPI): the parameters mean the same as
 ``DenseCRF2D.addPairwiseBilateral(sxy=theta_alpha, srgb=theta_beta, compat=w_bilateral)`` and
@@ -61,12 +62,12 @@ Shapes: ``probs`` float ``[B, C, H, W]`` (or ``[C, H, W]``), ``image`` uint8 ``[
 
 from __future__ import annotations
 
-import copy
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from segedu import validate
+from segedu.ops.permutohedral import LatticeStack, PermutohedralLattice
 
 __all__ = [
     "dense_crf",
@@ -76,8 +77,6 @@ __all__ = [
     "bilateral_features",
     "pairwise_kernel",
     "boundary_contrast",
-    "PermutohedralLattice",
-    "LatticeStack",
     "NaiveGaussianFilter",
     "mean_field",
     "METHODS",
@@ -102,7 +101,9 @@ _NAIVE_CHUNK_ELEMENTS = 1 << 22  # rows x N kernel entries computed at once abov
 def gaussian_features(height: int, width: int, theta_gamma: float, device=None) -> torch.Tensor:
     """Smoothness-kernel features: float32 ``[H * W, 2]`` = ``(x / theta_gamma, y / theta_gamma)`` per pixel,
     pixels in row-major order, x = column index, y = row index (pydensecrf's order)."""
-    _check_positive(theta_gamma, "theta_gamma")
+    height = validate.positive_int(height, "height")
+    width = validate.positive_int(width, "width")
+    theta_gamma = validate.positive_number(theta_gamma, "theta_gamma")
     ys, xs = torch.meshgrid(
         torch.arange(height, dtype=torch.float32, device=device),
         torch.arange(width, dtype=torch.float32, device=device),
@@ -114,8 +115,9 @@ def gaussian_features(height: int, width: int, theta_gamma: float, device=None) 
 def bilateral_features(image: torch.Tensor, theta_alpha: float, theta_beta: float) -> torch.Tensor:
     """Appearance-kernel features of one uint8 image ``[3, H, W]``: float32 ``[H * W, 5]`` =
     ``(x / theta_alpha, y / theta_alpha, r / theta_beta, g / theta_beta, b / theta_beta)`` (colours in 0..255)."""
-    _check_positive(theta_alpha, "theta_alpha")
-    _check_positive(theta_beta, "theta_beta")
+    image = _check_image(image, batched=False)
+    theta_alpha = validate.positive_number(theta_alpha, "theta_alpha")
+    theta_beta = validate.positive_number(theta_beta, "theta_beta")
     _, height, width = image.shape
     position = gaussian_features(height, width, theta_alpha, image.device)
     colour = image.reshape(3, -1).t().to(torch.float32) / float(theta_beta)
@@ -136,11 +138,13 @@ def pairwise_kernel(
     Returns float32 ``[H, W]`` maps ``{"bilateral", "gaussian", "total"}``: ``w_bilateral exp(-...)``,
     ``w_gaussian exp(-...)`` and their sum - the price a pair pays when its labels differ (Potts).
     """
-    image = _check_image(image)
-    if image.dim() != 3:
-        raise ValueError(f"image must be one uint8 [3, H, W] image, got shape {tuple(image.shape)}")
+    image = _check_image(image, batched=False)
     _, height, width = image.shape
-    row, col = pixel
+    if not isinstance(pixel, (tuple, list)):
+        raise TypeError(f"pixel must be a pair (row, col) of ints, got {type(pixel).__name__}")
+    if len(pixel) != 2:
+        raise ValueError(f"pixel must be a pair (row, col) of ints, got {pixel!r}")
+    row, col = (validate.integer(v, "pixel") for v in pixel)
     if not (0 <= row < height and 0 <= col < width):
         raise ValueError(f"pixel must be (row, col) inside the {height}x{width} image, got {pixel}")
     index = row * width + col
@@ -162,10 +166,11 @@ def boundary_contrast(mask: torch.Tensor, image: torch.Tensor) -> float:
     roughly around an object crosses flat regions (low contrast); the CRF moves the boundary onto the
     object's edges (high contrast). NaN if the mask has no boundary.
     """
-    image = _check_image(image)
-    if image.dim() != 3 or not isinstance(mask, torch.Tensor) or mask.shape != image.shape[1:]:
+    image = _check_image(image, batched=False)
+    validate.tensor(mask, "mask", 2, layout="[H, W]")
+    if mask.shape != image.shape[1:]:
         raise ValueError(
-            f"mask must be [H, W] and image [3, H, W] of the same size, got {tuple(getattr(mask, 'shape', ()))} "
+            f"mask must be [H, W] and image [3, H, W] of the same size, got {tuple(mask.shape)} "
             f"and {tuple(image.shape)}"
         )
     grey = image.float().mean(0)[None, None]
@@ -180,7 +185,7 @@ def boundary_contrast(mask: torch.Tensor, image: torch.Tensor) -> float:
     return float(magnitude[boundary].mean()) if boundary.any() else float("nan")
 
 
-# --------------------------------------------------------------------------- the two filters
+# --------------------------------------------------------------------------- the exact filter
 
 
 class NaiveGaussianFilter:
@@ -192,8 +197,7 @@ class NaiveGaussianFilter:
     """
 
     def __init__(self, features: torch.Tensor, pre=None, post=None, _matrix=None):
-        if features.dim() != 2 or not features.dtype.is_floating_point:
-            raise ValueError(f"features must be a float [N, d] tensor, got {features.dtype} {tuple(features.shape)}")
+        validate.tensor(features, "features", 2, dtype="floating", layout="[N, d]")
         self.features, self.pre, self.post = features, pre, post
         self.num_pixels = n = features.shape[0]
         self.chunk = max(1, _NAIVE_CHUNK_ELEMENTS // max(1, n))
@@ -222,173 +226,6 @@ class NaiveGaussianFilter:
             blocks = [self._rows(i, min(n, i + self.chunk)).to(values.dtype) @ v for i in range(0, n, self.chunk)]
             out = torch.cat(blocks)
         return out if self.post is None else out * self.post.to(values.dtype)[:, None]
-
-
-class PermutohedralLattice:
-    """Approximate Gaussian filter ``out_i ~ c post_i sum_j exp(-|f_i - f_j|^2 / 2) pre_j v_j`` in O(N d^2).
-
-    Adams, Baek & Davis, Eurographics 2010, with the arithmetic of Krähenbühl's ``permutohedral.cpp``
-    (pydensecrf): the lattice is built once from ``features`` float ``[N, d]``; ``filter(values [N, C])``
-    then costs one splat, d+1 blur passes and one slice, each a weighted gather (``F.embedding_bag``).
-
-    Attributes: ``num_points`` (M, lattice points in use), ``offsets`` int64 ``[N, d+1]`` (the simplex corners
-    of each pixel, as lattice point ids), ``barycentric`` float32 ``[N, d+1]`` (its interpolation weights).
-    """
-
-    def __init__(self, features: torch.Tensor):
-        if features.dim() != 2 or not features.dtype.is_floating_point:
-            raise ValueError(f"features must be a float [N, d] tensor, got {features.dtype} {tuple(features.shape)}")
-        self.num_pixels, self.dim = features.shape
-        self._build(features.to(torch.float32))
-
-    # -- construction (once per image) -----------------------------------------------------------------
-    def _build(self, f: torch.Tensor) -> None:
-        n, d = f.shape
-        dev = f.device
-        # 1. Elevate the features onto the hyperplane sum(x) = 0 of R^{d+1} (x = E f, Adams et al. p.5),
-        #    scaled so that the [1 2 1] blur below has about unit standard deviation in feature units (p.6).
-        i = torch.arange(d, dtype=torch.float64, device=dev)
-        inv_std = float(torch.tensor(math.sqrt(2.0 / 3.0) * (d + 1), dtype=torch.float32))  # a float in the C++
-        scale = (inv_std / torch.sqrt((i + 1) * (i + 2))).to(torch.float32)
-        cf = f * scale
-        tail = torch.cat([cf.flip(1).cumsum(1).flip(1), cf.new_zeros(n, 1)], 1)  # tail[:, j] = cf[:, j:].sum
-        elevated = torch.cat([tail[:, :1], tail[:, 1:] - torch.arange(1, d + 1, device=dev) * cf], 1)  # [n, d+1]
-
-        # 2. The nearest "remainder-0" lattice point (all coordinates multiples of d+1), then the simplex that
-        #    holds the pixel: rank[i] = position of coordinate i when the differences are sorted (descending).
-        down = 1.0 / (d + 1)
-        rounded = torch.round(elevated * down)
-        rem0 = rounded * (d + 1)
-        diff = elevated - rem0
-        rank = rounded.sum(1, keepdim=True).int().repeat(1, d + 1)
-        for j in range(d + 1):  # count the coordinates ahead of each one; ties go to the lower index
-            rank[:, :j] += diff[:, :j] < diff[:, j : j + 1]
-            rank[:, j + 1 :] += diff[:, j + 1 :] <= diff[:, j : j + 1]
-        wrap = (rank < 0).int() - (rank > d).int()  # bring the point back onto the plane sum = 0
-        rank = (rank + (d + 1) * wrap).long()
-        rem0 += (d + 1) * wrap
-        q0 = (rounded[:, :d] + wrap[:, :d]).long()  # rem0 / (d + 1)
-
-        # 3. Barycentric coordinates of the pixel in its simplex (p.10).
-        v = (elevated - rem0) * down
-        bary = torch.zeros(n, d + 2, device=dev)
-        bary.scatter_add_(1, d - rank, v)
-        bary.scatter_add_(1, d - rank + 1, -v)
-        bary[:, 0] += 1.0 + bary[:, d + 1]
-        self.barycentric = bary[:, : d + 1].contiguous()
-
-        # 4. The d+1 simplex corners as integer keys, packed into one integer each so that sorting can
-        #    deduplicate them. Corner r is rem0 + canonical[r] permuted by rank, canonical[r] = (r, .., r,
-        #    r-d-1, .., r-d-1): all its coordinates are = r (mod d+1). So a key is stored as its remainder r
-        #    plus (d+1) x the mixed-radix number of q_i = (k_i - r) / (d+1) over the first d coordinates (the
-        #    last is implied by sum = 0) - (d+1)^d times fewer values than the raw coordinates, which lets most
-        #    lattices use int32. Going from corner r-1 to r, q drops by 1 on the coordinate of rank d-r+1.
-        low = q0.amin(0) - 2  # corners have q0 or q0 - 1, their blur neighbours one more either way
-        span = q0.amax(0) + 2 - low
-        bits = math.log2(d + 1) + float(torch.log2(span.double()).sum())
-        if bits >= 62:
-            raise ValueError(
-                f"the lattice keys do not fit in 64 bits (features span {span.tolist()} cells): a theta is too "
-                "small for this image; use larger thetas or method='naive'"
-            )
-        stride = (d + 1) * torch.cumprod(torch.cat([span.new_ones(1), span[:-1]]), 0)
-        stride_ext = torch.cat([stride, stride.new_zeros(1)])  # the implied coordinate has no stride
-        # the coordinate of rank k loses its stride at corner d - k + 1, i.e. in column d - k of the steps
-        drops = torch.zeros(n, d + 1, dtype=stride.dtype, device=dev).scatter_(1, d - rank, stride_ext.expand(n, -1))
-        step = 1 - drops[:, :d]  # [n, d]: corner r-1 -> r
-        base = ((q0 - low) * stride).sum(1, keepdim=True)
-        keys = torch.cat([base, base + step.cumsum(1)], 1)  # [n, d+1]
-        if bits < 31:  # most lattices fit in int32, which sorts about 3x faster
-            keys, stride_ext = keys.int(), stride_ext.int()
-
-        # 5. Deduplicate: sorted keys -> lattice point ids; the sort order groups the (pixel, corner) entries
-        #    by lattice point, which is exactly the bag layout the splat needs.
-        sorted_keys, order = torch.sort(keys.reshape(-1), stable=True)  # stable: pixels in order, as pydensecrf
-        first = torch.ones_like(sorted_keys, dtype=torch.bool)
-        first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-        ids = first.cumsum(0) - 1
-        points = sorted_keys[first]  # [M] sorted keys of the lattice points
-        self.num_points = m = points.numel()
-        self.offsets = torch.empty_like(ids).scatter_(0, order, ids).view(n, d + 1)
-        self._splat_pixels = order // (d + 1)
-        self._splat_bags = torch.nonzero(first).squeeze(1)  # where each lattice point's entries start
-        self._splat_weights = self.barycentric.reshape(-1).index_select(0, order)
-        # pydensecrf's "magic scaling constant" (Adams): the lattice gains a factor 1 + 2^-d.
-        self._slice_weights = self.barycentric / (1.0 + 2.0 ** (-d))
-
-        # 6. Blur neighbours along each of the d+1 axes: key -+ (1, .., 1, -d, 1, .., 1) (-d at the axis),
-        #    found by binary search among the sorted points. Moving by -1 (+1) changes the remainder by one;
-        #    from remainder 0 (d) it wraps to d (0), and then every q moves by -1 (+1) too. Each blur pass is
-        #    a bag of 3 per point (self 1, neighbours 1/2); a missing neighbour holds zero: weight 0.
-        r = points % (d + 1)
-        axis = stride_ext[:, None]  # [d+1, 1]
-        left = torch.where(r == 0, points + d - stride.sum(), points - 1) + axis  # key - 1, axis + d
-        right = torch.where(r == d, points - d + stride.sum(), points + 1) - axis  # key + 1, axis - d
-        queries = torch.stack([left, right], 1)  # [d+1, 2, M]
-        pos = torch.searchsorted(points, queries.reshape(-1)).clamp_(max=m - 1).view_as(queries)
-        found = points.index_select(0, pos.reshape(-1)).view_as(queries) == queries
-        itself = torch.arange(m, device=dev).expand(d + 1, 1, m)
-        self._blur_index = torch.cat([itself, torch.where(found, pos, 0)], 1).transpose(1, 2).contiguous()
-        self._blur_weights = torch.cat([torch.ones_like(itself, dtype=torch.float32), 0.5 * found], 1)
-        self._blur_weights = self._blur_weights.transpose(1, 2).contiguous()  # [d+1, M, 3]
-
-    # -- use (every mean-field iteration) --------------------------------------------------------------
-    def scaled(self, pre: torch.Tensor, post: torch.Tensor) -> "PermutohedralLattice":
-        """The same lattice with per-pixel scales ``[N]`` folded into the splat and slice weights."""
-        other = copy.copy(self)
-        other._splat_weights = self._splat_weights * pre.index_select(0, self._splat_pixels)
-        other._slice_weights = self._slice_weights * post[:, None]
-        return other
-
-    def filter(self, values: torch.Tensor) -> torch.Tensor:
-        """``[N, C] -> [N, C]``: splat onto the lattice, blur along each axis, slice back."""
-        dtype = values.dtype
-        # splat: lattice point m gathers sum of w * v over the (pixel, corner) entries that touch it
-        lattice = F.embedding_bag(
-            self._splat_pixels, values, self._splat_bags, mode="sum", per_sample_weights=self._splat_weights.to(dtype)
-        )
-        lattice = self.blur(lattice)
-        # slice: pixel i reads its d+1 corners with its barycentric weights
-        return F.embedding_bag(self.offsets, lattice, mode="sum", per_sample_weights=self._slice_weights.to(dtype))
-
-    def blur(self, lattice: torch.Tensor) -> torch.Tensor:
-        """``[M, C] -> [M, C]``: value + (left + right) / 2 along each of the d+1 axes, in pydensecrf's order."""
-        for index, weights in zip(self._blur_index, self._blur_weights.to(lattice.dtype)):
-            lattice = F.embedding_bag(index, lattice, mode="sum", per_sample_weights=weights)
-        return lattice
-
-
-class LatticeStack:
-    """Several lattices over the same N pixels as one filter: ``filter(v) = sum_k K_k v``.
-
-    Their splats become one gather into the stacked lattice points and their slices one gather of
-    ``sum_k (d_k + 1)`` corners per pixel: one ``[N, C]`` output per call instead of one per kernel (on a CPU
-    every fresh ``[N, C]`` buffer costs page faults, and the sum costs another pass).
-    """
-
-    def __init__(self, lattices: list[PermutohedralLattice]):
-        self.lattices = lattices
-        self.num_pixels = lattices[0].num_pixels
-        starts = [0]
-        for lattice in lattices:
-            starts.append(starts[-1] + lattice.num_points)
-        self._starts = starts
-        entries = [0] + [lat._splat_pixels.numel() for lat in lattices[:-1]]
-        entry_starts = torch.tensor(entries).cumsum(0).tolist()
-        self._splat_pixels = torch.cat([lat._splat_pixels for lat in lattices])
-        self._splat_bags = torch.cat([lat._splat_bags + e for lat, e in zip(lattices, entry_starts)])
-        self._splat_weights = torch.cat([lat._splat_weights for lat in lattices])
-        self._offsets = torch.cat([lat.offsets + s for lat, s in zip(lattices, starts)], 1)
-        self._slice_weights = torch.cat([lat._slice_weights for lat in lattices], 1)
-
-    def filter(self, values: torch.Tensor) -> torch.Tensor:
-        dtype = values.dtype
-        stacked = F.embedding_bag(
-            self._splat_pixels, values, self._splat_bags, mode="sum", per_sample_weights=self._splat_weights.to(dtype)
-        )
-        bounds = zip(self._starts, self._starts[1:])
-        stacked = torch.cat([lat.blur(stacked[a:b]) for lat, (a, b) in zip(self.lattices, bounds)])
-        return F.embedding_bag(self._offsets, stacked, mode="sum", per_sample_weights=self._slice_weights.to(dtype))
 
 
 # --------------------------------------------------------------------------- mean field
@@ -516,8 +353,7 @@ def crf_energy(
     )  # fmt: skip
     probs, image, batched = _check_inputs(probs, image, 0, params, method)
     b, c, h, w = probs.shape
-    if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
-        raise ValueError(f"labels must be an int64 tensor, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    validate.tensor(labels, "labels", dtype=torch.int64, layout="[H, W] or [B, H, W]")
     labels = labels if batched else labels.unsqueeze(0)
     if labels.shape != (b, h, w):
         raise ValueError(f"labels must have shape {(b, h, w)[0 if batched else 1:]}, got {tuple(labels.shape)}")
@@ -571,43 +407,30 @@ class DenseCRF(nn.Module):
 # --------------------------------------------------------------------------- input checks
 
 
-def _check_positive(value, name: str, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
-
-
 def _check_params(iterations, params: dict, method) -> None:
-    if isinstance(iterations, bool) or not isinstance(iterations, int):
-        raise TypeError(f"iterations must be an int, got {type(iterations).__name__}")
-    if iterations < 0:
-        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    """``iterations`` an int >= 0, the ``w_*`` numbers >= 0, the ``theta_*`` numbers > 0, ``method`` in ``METHODS``."""
+    validate.integer(iterations, "iterations", minimum=0)
     for name, value in params.items():
-        _check_positive(value, name, allow_zero=name.startswith("w_"))
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if name.startswith("w_"):
+            validate.number(value, name, minimum=0.0)
+        else:
+            validate.positive_number(value, name)
+    validate.choice(method, "method", METHODS)
 
 
-def _check_image(image) -> torch.Tensor:
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
-    if image.dtype != torch.uint8:
-        raise ValueError(f"image must be uint8 (RGB 0..255), got dtype {image.dtype}")
-    if image.dim() not in (3, 4) or image.shape[-3] != 3:
-        raise ValueError(f"image must be [3, H, W] or [B, 3, H, W], got shape {tuple(image.shape)}")
+def _check_image(image, batched: bool = True) -> torch.Tensor:
+    """A uint8 RGB image ``[3, H, W]`` (or a batch ``[B, 3, H, W]`` where ``batched``)."""
+    layout = "[3, H, W] or [B, 3, H, W]" if batched else "[3, H, W]"
+    validate.tensor(image, "image", (3, 4) if batched else 3, dtype=torch.uint8, layout=f"(RGB 0..255) {layout}")
+    if image.shape[-3] != 3:
+        raise ValueError(f"image must be {layout} (3 colour channels), got shape {tuple(image.shape)}")
     return image
 
 
 def _check_inputs(probs, image, iterations, params, method):
     """-> (probs [B, C, H, W], image [B, 3, H, W], batched)."""
     _check_params(iterations, params, method)
-    if not isinstance(probs, torch.Tensor):
-        raise TypeError(f"probs must be a torch.Tensor, got {type(probs).__name__}")
-    if not probs.dtype.is_floating_point:
-        raise ValueError(f"probs must be a floating tensor of probabilities, got dtype {probs.dtype}")
-    if probs.dim() not in (3, 4):
-        raise ValueError(f"probs must be [C, H, W] or [B, C, H, W], got shape {tuple(probs.shape)}")
+    validate.tensor(probs, "probs", (3, 4), dtype="floating", layout="of probabilities [C, H, W] or [B, C, H, W]")
     image = _check_image(image)
     batched = probs.dim() == 4
     if image.dim() != probs.dim() or image.shape[-2:] != probs.shape[-2:] or image.shape[:-3] != probs.shape[:-3]:

@@ -226,19 +226,19 @@ BAD_INPUT = [
     (lambda: dilated_conv2d(X.tolist(), W), TypeError, "x must be a torch.Tensor"),
     (lambda: dilated_conv2d(X, W[:, :1]), ValueError, r"weight.shape\[1\] must equal the channels of x"),
     (lambda: dilated_conv2d(X, W, torch.zeros(2)), ValueError, r"bias must be a tensor of shape \(3,\)"),
-    (lambda: dilated_conv2d(X, W, dilation=0), ValueError, "dilation must be >= 1"),
+    (lambda: dilated_conv2d(X, W, dilation=0), ValueError, "dilation must be an int >= 1"),
     (lambda: dilated_conv2d(X, W, dilation=1.5), TypeError, "dilation must be an int"),
-    (lambda: dilated_conv2d(X, W, stride=0), ValueError, "stride must be >= 1"),
-    (lambda: dilated_conv2d(X, W, padding=-1), ValueError, "padding must be >= 0"),
+    (lambda: dilated_conv2d(X, W, stride=0), ValueError, "stride must be an int >= 1"),
+    (lambda: dilated_conv2d(X, W, padding=-1), ValueError, "padding must be an int >= 0"),
     (lambda: dilated_conv2d(X, W, dilation=3), ValueError, "x is too small: padded height 5 <"),
-    (lambda: dilate_kernel(W, (2, 0)), ValueError, "rate must be >= 1"),
+    (lambda: dilate_kernel(W, (2, 0)), ValueError, "rate must be an int >= 1"),
     (lambda: dilate_kernel(W[0], 2), ValueError, "weight must be 4-D"),
     (lambda: receptive_field("3x3"), TypeError, "layers must be an nn.Module or a sequence"),
     (lambda: receptive_field(3), TypeError, "layers must be an nn.Module or a sequence"),
     (lambda: receptive_field([(3,)]), TypeError, r"layers\[0\] must be a tuple \(kernel, stride"),
     (lambda: receptive_field([(3, 1), 3]), TypeError, r"layers\[1\] must be a tuple"),
-    (lambda: receptive_field([(0, 1)]), ValueError, "kernel of layer 1 must be >= 1"),
-    (lambda: receptive_field([(3, 1, 1, -1)]), ValueError, "padding of layer 1 must be >= 0"),
+    (lambda: receptive_field([(0, 1)]), ValueError, "kernel of layer 1 must be an int >= 1"),
+    (lambda: receptive_field([(3, 1, 1, -1)]), ValueError, "padding of layer 1 must be an int >= 0"),
     (lambda: receptive_field([(3, 1.5)]), TypeError, "stride of layer 1 must be an int"),
     (lambda: receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten(), nn.Linear(4, 2))), ValueError,
      r"layers contains 2 \(Linear\)"),
@@ -259,7 +259,7 @@ def test_bad_input_names_the_argument(call, error, message):
 # ----------------------------------------------------------------------------
 # footprints: which input pixels reach one output (gridding)
 
-from segedu.ops.dilation import footprint  # noqa: E402
+from segedu.ops.dilation import coverage, footprint  # noqa: E402
 
 
 @pytest.mark.parametrize("rates", [(1,), (2,), (1, 2, 4), (2, 2, 2), (1, 2, 5), (3, 3), (1, 2, 4, 8)])
@@ -288,6 +288,14 @@ def test_equal_rates_grid_and_mixed_rates_do_not():
     assert (grid > 0).float().mean() == pytest.approx(49 / 169)  # only every other row and column
     assert (footprint((1, 2, 5)) > 0).all() and (footprint((1, 2, 4, 8)) > 0).all()
     assert footprint((1,), kernel_size=5).shape == (5, 5)
+
+
+@pytest.mark.parametrize("rates, seen", [((1, 2, 4), 1.0), ((1, 2, 5), 1.0), ((1,), 1.0), ((2, 2, 2), 49 / 169)])
+def test_coverage_is_the_seen_fraction_of_the_receptive_field(rates, seen):
+    # rates (2, 2, 2): a 13 x 13 field in which only offsets of even parity are reachable: 7 rows x 7 columns
+    assert coverage(rates) == pytest.approx(seen, abs=1e-12)
+    with pytest.raises(ValueError, match="odd"):
+        coverage(rates, kernel_size=2)
 
 
 def test_footprint_rejects_bad_arguments():

@@ -1,12 +1,11 @@
-"""segedu.metrics.effective_receptive_field (Luo et al. 2016): exact support of known stacks, eval mode, the
+"""segedu.ops.dilation.effective_receptive_field (Luo et al. 2016): exact support of known stacks, eval mode, the
 profile and extent measures, and argument checks."""
 
 import pytest
 import torch
 from torch import nn
 
-from segedu.metrics import effective_receptive_field, erf_extent, erf_profile
-from segedu.ops.dilation import receptive_field
+from segedu.ops.dilation import effective_receptive_field, erf_extent, erf_profile, receptive_field
 
 
 def test_two_stacked_3x3_convs_have_a_5x5_support():
@@ -98,7 +97,7 @@ def test_bad_arguments():
     conv = nn.Conv2d(3, 1, 3, padding=1)
     with pytest.raises(ValueError, match="input_size"):
         effective_receptive_field(conv, 0)
-    with pytest.raises(ValueError, match="input_size"):
+    with pytest.raises(TypeError, match="input_size"):
         effective_receptive_field(conv, (8, 8.5))
     with pytest.raises(ValueError, match="inputs must be"):
         effective_receptive_field(conv, 8, inputs=torch.rand(1, 3, 9, 8))

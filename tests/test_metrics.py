@@ -263,7 +263,7 @@ def test_bad_inputs_raise_named_errors():
         ConfusionMatrix(3).update(torch.zeros(2, 3, 4), labels)
     with pytest.raises(ValueError, match="4 channels.*num_classes=3"):
         ConfusionMatrix(3).update(torch.zeros(2, 4, 4, 4), labels)
-    with pytest.raises(ValueError, match="target must be an integer.*float32"):
+    with pytest.raises(TypeError, match="target must be an integer.*float32"):
         ConfusionMatrix(3).update(labels, labels.float())
     with pytest.raises(ValueError, match=r"target must be \[B, H, W\].*\(4,\)"):
         ConfusionMatrix(3).update(labels[0, 0], labels[0, 0])
@@ -273,7 +273,7 @@ def test_bad_inputs_raise_named_errors():
         ConfusionMatrix(3).update(labels - 1, labels)
     with pytest.raises(ValueError, match="num_classes must be an int >= 1, got 0"):
         ConfusionMatrix(0)
-    with pytest.raises(ValueError, match="ignore_index"):
+    with pytest.raises(TypeError, match="ignore_index"):
         ConfusionMatrix(3, ignore_index=2.5)
     with pytest.raises(TypeError, match="pred must be a torch.Tensor, got list"):
         mean_iou([[0]], labels, 3)

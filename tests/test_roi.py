@@ -173,7 +173,7 @@ def test_box_iou_equals_torchvision():
 def test_bad_arguments_are_named():
     x = torch.randn(2, 3, 8, 8)
     rois = torch.tensor([[0, 1.0, 1, 4, 4]])
-    with pytest.raises(ValueError, match="input must be a 4-D"):
+    with pytest.raises(ValueError, match="input must be 4-D"):
         roi.roi_align(x[0], rois, 2)
     with pytest.raises(ValueError, match=r"boxes must be a Tensor\[K, 5\]"):
         roi.roi_align(x, rois[:, 1:], 2)

@@ -1,4 +1,4 @@
-"""segedu.ops.upsample: the lecture's worked examples exactly, and each op against torch."""
+"""segedu.ops.upsample and segedu.ops.checkerboard: the lecture's worked examples exactly, and each op against torch."""
 
 import math
 
@@ -9,6 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from segedu.ops.upsample import (
+    UPSAMPLING_METHODS,
     bed_of_nails,
     bilinear_kernel,
     bilinear_upsample,
@@ -16,6 +17,7 @@ from segedu.ops.upsample import (
     nearest_upsample,
     pixel_shuffle,
     transposed_conv2d,
+    upsample_with,
 )
 
 SETTINGS = settings(max_examples=50, deadline=None)
@@ -402,47 +404,47 @@ BAD_INPUT = [
     # (call, exception, words the message must contain)
     (lambda: nearest_upsample(X[0], 2), ValueError, "x must be 4-D"),
     (lambda: nearest_upsample(X.numpy(), 2), TypeError, "x must be a torch.Tensor"),
-    (lambda: nearest_upsample(X, 0), ValueError, "factor must be >= 1"),
+    (lambda: nearest_upsample(X, 0), ValueError, "factor must be an int >= 1"),
     (lambda: nearest_upsample(X, 1.5), TypeError, "factor must be an int"),
     (lambda: nearest_upsample(X, True), TypeError, "factor must be an int"),
-    (lambda: bed_of_nails(X, -1), ValueError, "factor must be >= 1"),
+    (lambda: bed_of_nails(X, -1), ValueError, "factor must be an int >= 1"),
     (lambda: bed_of_nails(X[None], 2), ValueError, "x must be 4-D"),
     (lambda: max_unpool(POOLED, INDICES[..., :2], (6, 6)), ValueError, "indices must have the shape of x"),
     (lambda: max_unpool(POOLED, INDICES.float(), (6, 6)), TypeError, "indices must be int64"),
     (lambda: max_unpool(POOLED, INDICES.tolist(), (6, 6)), TypeError, "indices must be a torch.Tensor"),
     (lambda: max_unpool(POOLED, INDICES, (4, 4)), ValueError, "indices must lie in"),
-    (lambda: max_unpool(POOLED, INDICES, (6, 0)), ValueError, "output_size must be >= 1"),
+    (lambda: max_unpool(POOLED, INDICES, (6, 0)), ValueError, "output_size must be an int >= 1"),
     (lambda: max_unpool(POOLED, INDICES, (1, 6, 6)), ValueError, "output_size must be an int or a pair"),
     (lambda: bilinear_upsample(X, size=4, scale_factor=2), ValueError, "exactly one of size or scale_factor"),
     (lambda: bilinear_upsample(X), ValueError, "exactly one of size or scale_factor"),
     (lambda: bilinear_upsample(X.long(), size=4), TypeError, "x must be a floating-point"),
-    (lambda: bilinear_upsample(X, size=4, align_corners="yes"), TypeError, "align_corners must be a bool"),
-    (lambda: bilinear_upsample(X, size=(0, 4)), ValueError, "size must be >= 1"),
+    (lambda: bilinear_upsample(X, size=4, align_corners="yes"), TypeError, "align_corners must be True or False"),
+    (lambda: bilinear_upsample(X, size=(0, 4)), ValueError, "size must be an int >= 1"),
     (lambda: bilinear_upsample(X, size=2.5), TypeError, "size must be an int"),
     (lambda: bilinear_upsample(X, scale_factor=0), ValueError, "scale_factor must be a finite number > 0"),
     (lambda: bilinear_upsample(X, scale_factor=float("nan")), ValueError, "scale_factor must be a finite"),
-    (lambda: bilinear_upsample(X, scale_factor="2"), TypeError, "scale_factor must be a number"),
+    (lambda: bilinear_upsample(X, scale_factor="2"), TypeError, "scale_factor must be a real number"),
     (lambda: bilinear_upsample(X, scale_factor=(2, 2, 2)), ValueError, "scale_factor must be a number or"),
     (lambda: bilinear_upsample(X, scale_factor=0.2), ValueError, "scale_factor 0.2 shrinks the input"),
     (lambda: bilinear_kernel(3, 2, 4), ValueError, "out_channels must equal in_channels"),
-    (lambda: bilinear_kernel(3, 3, 0), ValueError, "kernel_size must be >= 1"),
+    (lambda: bilinear_kernel(3, 3, 0), ValueError, "kernel_size must be an int >= 1"),
     (lambda: bilinear_kernel(3.0, 3, 4), TypeError, "in_channels must be an int"),
     (lambda: transposed_conv2d(X[0], W), ValueError, "x must be 4-D"),
     (lambda: transposed_conv2d(X, W[0]), ValueError, r"weight must be 4-D \[C_in, C_out / groups"),
     (lambda: transposed_conv2d(X, W[:3]), ValueError, r"weight.shape\[0\] must equal the input channels"),
     (lambda: transposed_conv2d(X, W, groups=3), ValueError, "groups \\(3\\) must divide"),
-    (lambda: transposed_conv2d(X, W, groups=0), ValueError, "groups must be >= 1"),
-    (lambda: transposed_conv2d(X, W, stride=0), ValueError, "stride must be >= 1"),
+    (lambda: transposed_conv2d(X, W, groups=0), ValueError, "groups must be an int >= 1"),
+    (lambda: transposed_conv2d(X, W, stride=0), ValueError, "stride must be an int >= 1"),
     (lambda: transposed_conv2d(X, W, stride=(1, 2, 3)), ValueError, "stride must be an int or a pair"),
-    (lambda: transposed_conv2d(X, W, padding=-1), ValueError, "padding must be >= 0"),
-    (lambda: transposed_conv2d(X, W, dilation=0), ValueError, "dilation must be >= 1"),
+    (lambda: transposed_conv2d(X, W, padding=-1), ValueError, "padding must be an int >= 0"),
+    (lambda: transposed_conv2d(X, W, dilation=0), ValueError, "dilation must be an int >= 1"),
     (lambda: transposed_conv2d(X, W, stride=2, output_padding=2), ValueError, "output_padding must be"),
     (lambda: transposed_conv2d(X, W, padding=4), ValueError, "padding=\\(4, 4\\) leaves an empty output"),
     (lambda: transposed_conv2d(X, W, torch.zeros(3)), ValueError, "bias must be a tensor of shape \\(2,\\)"),
     (lambda: transposed_conv2d(X, W.double()), TypeError, "x and weight must share one floating-point dtype"),
     (lambda: transposed_conv2d(X.long(), W.long()), TypeError, "x and weight must share one floating-point"),
     (lambda: pixel_shuffle(X, 3), ValueError, r"channels of x \(4\) must be divisible by factor\*\*2 \(9\)"),
-    (lambda: pixel_shuffle(X, 0), ValueError, "factor must be >= 1"),
+    (lambda: pixel_shuffle(X, 0), ValueError, "factor must be an int >= 1"),
 ]
 
 
@@ -453,9 +455,64 @@ def test_bad_input_names_the_argument(call, error, message):
 
 
 # ----------------------------------------------------------------------------
+# upsample_with: the methods of lesson 02 side by side
+
+
+def test_upsample_with_every_method_gives_the_input_size():
+    image = torch.rand(1, 3, 13, 10)
+    for method in UPSAMPLING_METHODS:
+        for factor in (2, 3):
+            small, up = upsample_with(method, image, factor)
+            assert small.shape[-2:] == (13 // factor, 10 // factor)
+            assert up.shape == (1, 3, 13 // factor * factor, 10 // factor * factor), (method, factor)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_upsample_with_is_the_matching_op_on_the_shrunk_image(factor):
+    image = randn(factor, 2, 3, 13, 10)
+    h, w = 13 // factor * factor, 10 // factor * factor
+    cropped = image[..., :h, :w]
+    averaged = F.avg_pool2d(cropped, factor)
+    pooled, indices = F.max_pool2d(cropped, factor, return_indices=True)
+    kernel = bilinear_kernel(3, 3, 2 * factor - factor % 2)
+    expected = {
+        "nearest": (averaged, F.interpolate(averaged, scale_factor=factor, mode="nearest")),
+        "bed of nails": (averaged, bed_of_nails(averaged, factor)),
+        "max unpooling": (pooled, F.max_unpool2d(pooled, indices, factor, output_size=(h, w))),
+        "bilinear": (averaged, F.interpolate(averaged, scale_factor=factor, mode="bilinear")),
+        "bilinear, align_corners": (averaged, F.interpolate(averaged, size=(h, w), mode="bilinear",
+                                                            align_corners=True)),
+        "transposed conv, bilinear kernel": (averaged, F.conv_transpose2d(averaged, kernel, stride=factor,
+                                                                          padding=factor // 2)),
+    }
+    assert set(expected) == set(UPSAMPLING_METHODS)
+    for method, (small, up) in expected.items():
+        got_small, got_up = upsample_with(method, image, factor)
+        torch.testing.assert_close(got_small, small, msg=method)
+        torch.testing.assert_close(got_up, up, msg=method)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: upsample_with("bicubic", X, 2), ValueError, "method must be one of"),
+    (lambda: upsample_with(3, X, 2), TypeError, "method must be one of"),
+    (lambda: upsample_with("nearest", X, 0), ValueError, "factor must be an int >= 1"),
+    (lambda: upsample_with("nearest", X, -1), ValueError, "factor must be an int >= 1"),
+    (lambda: upsample_with("nearest", X, 2.5), TypeError, "factor must be an int"),
+    (lambda: upsample_with("nearest", X, True), TypeError, "factor must be an int"),
+    (lambda: upsample_with("nearest", X, 4), ValueError, r"factor must be at most the image's height and width"),
+    (lambda: upsample_with("nearest", X[0], 2), ValueError, "image must be 4-D"),
+    (lambda: upsample_with("nearest", X.long(), 2), TypeError, "image must be a floating-point"),
+    (lambda: upsample_with("nearest", X.tolist(), 2), TypeError, "image must be a torch.Tensor"),
+])
+def test_upsample_with_rejects_bad_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+# ----------------------------------------------------------------------------
 # checkerboard artefacts and the three learned upsampling layers (lesson 03)
 
-from segedu.ops.upsample import LearnedUpsample, checkerboard_strength, overlap_count  # noqa: E402
+from segedu.ops.checkerboard import LearnedUpsample, checkerboard_strength, overlap_count, overlap_range  # noqa: E402
 
 
 @pytest.mark.parametrize("kernel, stride", [(k, s) for k in range(1, 8) for s in range(1, 5)])
@@ -471,6 +528,27 @@ def test_overlap_count_is_even_inside_exactly_when_the_stride_divides_the_kernel
     else:
         assert inner.max() > inner.min()
         assert inner.min() == (kernel // stride) ** 2 and inner.max() == (-(-kernel // stride)) ** 2
+
+
+@pytest.mark.parametrize("kernel, stride", [(k, s) for k in range(1, 8) for s in range(1, 5)])
+def test_overlap_range_is_the_count_inside_the_border(kernel, stride):
+    count = overlap_count(kernel, stride, 9)
+    inner = count[kernel:-kernel, kernel:-kernel]
+    fewest, most = overlap_range(kernel, stride, 9)
+    assert (fewest, most) == (int(inner.min()), int(inner.max()))
+    assert (fewest == most) == (kernel % stride == 0)
+    assert (fewest, most) == ((kernel // stride) ** 2, (-(-kernel // stride)) ** 2)
+
+
+def test_overlap_range_takes_the_whole_output_when_no_inside_is_left_and_takes_pairs():
+    assert overlap_count(3, 2, 2).shape == (5, 5)  # not more than twice the kernel: no inside
+    assert overlap_range(3, 2, 2) == (1, 4)
+    assert overlap_range((1, 3), (1, 2), (1, 3)) == (1, 2)  # the 1-D picture 1 1 2 1 2 1 1
+    assert overlap_range((2, 3), (2, 2), (9, 9)) == (1, 2)  # rows: one tap each (2 % 2 = 0); columns: one or two
+    with pytest.raises(ValueError, match="stride must be an int >= 1"):
+        overlap_range(3, 0, 5)
+    with pytest.raises(TypeError, match="kernel_size must be an int"):
+        overlap_range(True, 2, 5)
 
 
 def test_overlap_count_matches_the_lecture_1d_picture_and_takes_pairs():

@@ -1,1 +1,8 @@
-"""Operations taught by hand: upsampling, dilation, RoI pooling, distance transforms."""
+"""Operations taught by hand: upsampling, checkerboard artefacts, dilation, RoI pooling, distance transforms,
+the permutohedral lattice.
+
+Import the submodules (``segedu.ops.upsample``, ``segedu.ops.checkerboard``, ``segedu.ops.dilation``,
+``segedu.ops.roi``, ``segedu.ops.distance``, ``segedu.ops.permutohedral``); the package itself defines nothing.
+"""
+
+__all__ = ["checkerboard", "dilation", "distance", "permutohedral", "roi", "upsample"]

@@ -21,6 +21,12 @@ pixel inside the field, how many paths through a stack of dilated convolutions
 reach one output. Zeros inside the field are the "gridding" of stacked equal
 rates (Wang et al., "Understanding convolution for semantic segmentation",
 WACV 2018, who propose rates like 1, 2, 5 instead).
+
+``effective_receptive_field`` measures what the theoretical field does not
+say (lesson 08): how strongly each input pixel moves one output of a real
+model, by back-propagation (Luo, Li, Urtasun & Zemel, NeurIPS 2016). The
+influence concentrates in a Gaussian-like core far smaller than the field;
+``erf_profile``, ``erf_extent`` and ``erf_support`` measure its size.
 """
 
 from __future__ import annotations
@@ -33,9 +39,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segedu.ops.upsample import _check_4d, _int, _pair
+from segedu import validate
 
-__all__ = ["dilate_kernel", "dilated_conv2d", "receptive_field", "ReceptiveField", "LayerRow", "footprint"]
+__all__ = [
+    "dilate_kernel",
+    "dilated_conv2d",
+    "receptive_field",
+    "ReceptiveField",
+    "LayerRow",
+    "footprint",
+    "coverage",
+    "effective_receptive_field",
+    "erf_profile",
+    "erf_extent",
+    "erf_support",
+]
 
 
 def dilate_kernel(weight: torch.Tensor, rate) -> torch.Tensor:
@@ -45,8 +63,8 @@ def dilate_kernel(weight: torch.Tensor, rate) -> torch.Tensor:
     ``rate`` is an int or ``(rate_h, rate_w)``. A 3x3 kernel at rate 2 becomes 5x5
     with 9 non-zero taps: the field grows, the number of weights does not.
     """
-    _check_4d(weight, "weight", "[C_out, C_in, kh, kw]")
-    rate_h, rate_w = _pair(rate, "rate", 1)
+    validate.tensor(weight, "weight", 4, layout="[C_out, C_in, kh, kw]")
+    rate_h, rate_w = validate.pair(rate, "rate", 1)
     c_out, c_in, kh, kw = weight.shape
     sparse = weight.new_zeros(c_out, c_in, rate_h * (kh - 1) + 1, rate_w * (kw - 1) + 1)
     sparse[..., ::rate_h, ::rate_w] = weight  # a differentiable copy: gradients reach weight
@@ -74,11 +92,11 @@ def dilated_conv2d(
     stride, padding, dilation)``. Multiplying by the inserted zeros is wasted
     work that torch's own kernel skips; here it makes the idea visible.
     """
-    _check_4d(x)
-    _check_4d(weight, "weight", "[C_out, C_in, kh, kw]")
-    dilation = _pair(dilation, "dilation", 1)
-    stride = _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
+    validate.images(x, "x")
+    validate.tensor(weight, "weight", 4, layout="[C_out, C_in, kh, kw]")
+    dilation = validate.pair(dilation, "dilation", 1)
+    stride = validate.pair(stride, "stride", 1)
+    padding = validate.pair(padding, "padding", 0)
     if weight.shape[1] != x.shape[1]:
         raise ValueError(
             f"weight.shape[1] must equal the channels of x ({x.shape[1]}), "
@@ -219,10 +237,10 @@ def receptive_field(layers) -> ReceptiveField:
 
     size, jump, start, table = 1, 1, 0.0, []
     for name, kernel, stride, dilation, padding in specs:
-        kernel = _int(kernel, f"kernel of {name}", 1)
-        stride = _int(stride, f"stride of {name}", 1)
-        dilation = _int(dilation, f"dilation of {name}", 1)
-        padding = _int(padding, f"padding of {name}", 0)
+        kernel = validate.integer(kernel, f"kernel of {name}", minimum=1)
+        stride = validate.integer(stride, f"stride of {name}", minimum=1)
+        dilation = validate.integer(dilation, f"dilation of {name}", minimum=1)
+        padding = validate.integer(padding, f"padding of {name}", minimum=0)
         span = dilation * (kernel - 1) + 1  # input positions of one output, gaps included
         size += (span - 1) * jump
         start += ((span - 1) / 2 - padding) * jump
@@ -246,12 +264,12 @@ def footprint(rates, kernel_size: int = 3) -> torch.Tensor:
     it lies within the receptive field: rates ``(2, 2, 2)`` only ever see every other row and
     column ("gridding"), rates ``(1, 2, 4)`` or ``(1, 2, 5)`` see every pixel.
     """
-    kernel_size = _int(kernel_size, "kernel_size", 1)
+    kernel_size = validate.positive_int(kernel_size, "kernel_size")
     if kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd (a centred kernel), got {kernel_size}")
     if isinstance(rates, (str, bytes)) or not isinstance(rates, Iterable):
         raise TypeError(f"rates must be a sequence of ints, got {type(rates).__name__}")
-    rates = [_int(rate, f"rates[{i}]", 1) for i, rate in enumerate(rates)]
+    rates = [validate.positive_int(rate, f"rates[{i}]") for i, rate in enumerate(rates)]
     if not rates:
         raise ValueError("rates must hold at least one dilation rate, got an empty sequence")
     size = 1 + (kernel_size - 1) * sum(rates)
@@ -261,3 +279,112 @@ def footprint(rates, kernel_size: int = 3) -> torch.Tensor:
     for rate in reversed(rates):  # the kernels are symmetric: correlation = its transpose
         paths = F.conv2d(paths, ones, padding=rate * (kernel_size - 1) // 2, dilation=rate)
     return paths[0, 0].round().long()
+
+
+def coverage(rates, kernel_size: int = 3) -> float:
+    """The fraction of the receptive field that one output of the stack actually sees (``footprint > 0``).
+
+    1.0 for rates such as ``(1, 2, 4)``; 49 / 169 = 0.29 for ``(2, 2, 2)``, whose 13 x 13 field is seen only on
+    its 7 even rows and 7 even columns (the "gridding" of Wang et al., "Understanding convolution for semantic
+    segmentation", WACV 2018).
+    """
+    return float((footprint(rates, kernel_size) > 0).double().mean())
+
+
+# ----------------------------------------------------------------------------
+# effective receptive field (lesson 08)
+
+
+def effective_receptive_field(model, input_size, *, inputs: torch.Tensor | None = None, samples: int = 8,
+                              in_channels: int = 3, seed: int = 0) -> torch.Tensor:
+    """Effective receptive field (Luo, Li, Urtasun & Zemel, "Understanding the effective receptive field in
+    deep convolutional neural networks", NeurIPS 2016): how much each input pixel moves the centre output.
+
+    A gradient of 1 is placed on every channel of the centre output pixel ``(h // 2, w // 2)`` and
+    back-propagated to the input; the result is ``|d out_centre / d x|`` summed over the input channels and
+    averaged over the images: float32 ``[H, W]``, zero exactly outside the theoretical receptive field. The
+    absolute value keeps the signs of different channels and images from cancelling: the map measures how
+    strongly a pixel influences the centre, not in which direction.
+
+    Args:
+        model: a module (or function) mapping ``[B, in_channels, H, W]`` to ``[B, C, h, w]`` (or a dict with
+            ``"out"``): a whole model, or a prefix of its layers for the ERF of a shallow layer.
+        input_size: ``H`` or ``(H, W)``.
+        inputs: images ``[B, in_channels, H, W]`` to average over; default ``samples`` standard-normal images
+            (``seed``), as in the paper.
+        samples, in_channels, seed: for the random inputs.
+
+    The model runs in eval mode (restored afterwards): in train mode BatchNorm's batch statistics would tie
+    every pixel to every other one. Only the input's gradient is computed; the parameters' ``.grad`` are
+    left untouched.
+    """
+    height, width = validate.pair(input_size, "input_size", 1)
+    if not callable(model):
+        raise TypeError(f"model must be a module or function [B, C, H, W] -> [B, C', h, w], got {type(model).__name__}")
+    params = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    device = params.device if params is not None else torch.device("cpu")
+    if inputs is None:
+        samples = validate.positive_int(samples, "samples")
+        in_channels = validate.positive_int(in_channels, "in_channels")
+        generator = torch.Generator().manual_seed(validate.integer(seed, "seed"))
+        inputs = torch.randn(samples, in_channels, height, width, generator=generator)
+    else:
+        validate.tensor(inputs, "inputs", 4, layout=f"[B, C, {height}, {width}]")
+        if tuple(inputs.shape[-2:]) != (height, width):
+            raise ValueError(f"inputs must be [B, C, {height}, {width}] (input_size), got {tuple(inputs.shape)}")
+    x = inputs.detach().to(device=device, dtype=torch.float32).requires_grad_(True)
+
+    was_training = getattr(model, "training", None)
+    if was_training is not None:
+        model.eval()
+    try:
+        with torch.enable_grad():
+            out = model(x)
+            if isinstance(out, dict):
+                out = out["out"]
+            if not isinstance(out, torch.Tensor):
+                raise TypeError(f"model must return a [B, C, h, w] tensor, got {type(out).__name__}")
+            if out.dim() != 4:
+                raise ValueError(f"model must return a [B, C, h, w] map, got {tuple(out.shape)}")
+            h, w = out.shape[-2:]
+            # Images of a batch are independent in eval mode: one backward gives each image's own gradient.
+            (grad,) = torch.autograd.grad(out[:, :, h // 2, w // 2].sum(), x)
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+    return grad.abs().sum(1).mean(0).float()
+
+
+def erf_profile(erf: torch.Tensor) -> torch.Tensor:
+    """Fraction of an ERF map's mass inside centred squares: ``erf [H, W]`` -> float64 ``[R + 1]``, entry r
+    the mass within Chebyshev distance r of the centre ``(H // 2, W // 2)`` (a square of side ``2r + 1``)
+    over the total. Non-decreasing, ending at 1."""
+    validate.tensor(erf, "erf", 2, layout="map [H, W]")
+    height, width = erf.shape
+    rows = (torch.arange(height, device=erf.device) - height // 2).abs()
+    cols = (torch.arange(width, device=erf.device) - width // 2).abs()
+    radius = torch.maximum(rows[:, None], cols[None, :])  # Chebyshev distance to the centre
+    mass = torch.bincount(radius.flatten(), weights=erf.flatten().double().abs())
+    total = mass.sum()
+    if total <= 0:
+        raise ValueError("erf is zero everywhere: the centre output does not depend on the input")
+    return mass.cumsum(0) / total
+
+
+def erf_extent(erf: torch.Tensor, mass: float = 0.9) -> int:
+    """Side ``2r + 1`` of the smallest centred square holding ``mass`` of the ERF (``erf_profile``): a size to
+    compare with the theoretical receptive field. Can exceed the map when its centre is off-centre."""
+    mass = validate.number(mass, "mass", 0.0, 1.0, open_minimum=True)
+    profile = erf_profile(erf)
+    radius = int(torch.searchsorted(profile, torch.tensor([mass - 1e-12], dtype=profile.dtype, device=profile.device)))
+    return 2 * radius + 1
+
+
+def erf_support(erf: torch.Tensor) -> tuple[int, int]:
+    """Height and width of the bounding box of the pixels that reach the centre at all (``erf > 0``): the
+    theoretical receptive field, clipped by the input (use an input larger than the field to measure it)."""
+    validate.tensor(erf, "erf", 2, layout="map [H, W]")
+    rows, cols = (erf > 0).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return 0, 0
+    return int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1

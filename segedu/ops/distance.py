@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import torch
 
+from segedu import validate
+
 __all__ = ["edt"]
 
 # Upper bound on the number of elements of one [rows, n, n] table: rows are
@@ -104,17 +106,11 @@ def edt(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     (scipy measures the distance to the nearest *zero*, hence the ``~``).
     Felzenszwalb & Huttenlocher (2012), separable form; see the module text.
     """
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+    validate.tensor(mask, "mask", (2, 3, 4), layout="[H, W], [B, H, W] or [B, 1, H, W]")
     shape = tuple(mask.shape)
     if mask.dim() == 4 and shape[1] != 1:
         raise ValueError(f"mask of 4 dims must be [B, 1, H, W], got shape {shape}")
-    if mask.dim() not in (2, 3, 4):
-        raise ValueError(
-            f"mask must be [H, W], [B, H, W] or [B, 1, H, W], got shape {shape}"
-        )
-    if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    validate.choice(dtype, "dtype", (torch.float32, torch.float64))
     if mask.is_complex():
         raise TypeError(f"mask must be bool or real 0/1 values, got dtype {mask.dtype}")
     if mask.dtype != torch.bool:

@@ -32,10 +32,11 @@ features, as torchvision's ops are (RoIAlign also with respect to the boxes, alm
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
 from torch import Tensor
+
+from segedu import validate
 
 __all__ = ["roi_pool", "roi_align", "box_iou", "nms", "batched_nms"]
 
@@ -44,32 +45,7 @@ __all__ = ["roi_pool", "roi_align", "box_iou", "nms", "batched_nms"]
 
 
 def _check_features(input) -> None:
-    if not isinstance(input, Tensor):
-        raise TypeError(f"input must be a torch.Tensor [N, C, H, W], got {type(input).__name__}")
-    if input.dim() != 4:
-        raise ValueError(f"input must be a 4-D feature map [N, C, H, W], got shape {tuple(input.shape)}")
-    if not input.is_floating_point():
-        raise TypeError(f"input must be floating point, got dtype {input.dtype}")
-
-
-def _pair(output_size, name: str = "output_size") -> tuple[int, int]:
-    """``output_size`` as ``(PH, PW)``, two ints >= 1 (an int means a square)."""
-    values = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
-    try:
-        if len(values) != 2 or any(isinstance(v, bool) for v in values):
-            raise TypeError
-        ph, pw = (operator.index(v) for v in values)
-    except TypeError:
-        raise TypeError(f"{name} must be an int or a pair of ints (PH, PW), got {output_size!r}") from None
-    if ph < 1 or pw < 1:
-        raise ValueError(f"{name} must be >= 1, got {output_size!r}")
-    return ph, pw
-
-
-def _positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
+    validate.tensor(input, "input", 4, dtype="floating", layout="feature map [N, C, H, W]")
 
 
 def _as_rois(boxes, input: Tensor) -> Tensor:
@@ -87,9 +63,9 @@ def _as_rois(boxes, input: Tensor) -> Tensor:
         rois = boxes
     elif isinstance(boxes, (list, tuple)):
         for i, b in enumerate(boxes):
-            if not isinstance(b, Tensor) or b.dim() != 2 or b.shape[1] != 4:
-                got = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
-                raise ValueError(f"boxes[{i}] must be a Tensor[L, 4] (x1, y1, x2, y2), got {got}")
+            validate.tensor(b, f"boxes[{i}]", layout="[L, 4] (x1, y1, x2, y2)")
+            if b.dim() != 2 or b.shape[1] != 4:
+                raise ValueError(f"boxes[{i}] must be a Tensor[L, 4] (x1, y1, x2, y2), got {tuple(b.shape)}")
         if not boxes:
             rois = input.new_zeros(0, 5)
         else:
@@ -142,8 +118,8 @@ def roi_pool(input: Tensor, boxes, output_size, spatial_scale: float = 1.0) -> T
     whole axis. Memory is ``K * C * H * PW * W`` elements: fine for lesson-sized maps.
     """
     _check_features(input)
-    ph, pw = _pair(output_size)
-    scale = _positive(spatial_scale, "spatial_scale")
+    ph, pw = validate.pair(output_size, "output_size", 1)
+    scale = validate.positive_number(spatial_scale, "spatial_scale")
     rois = _as_rois(boxes, input)
     n, c, height, width = input.shape
     k = rois.shape[0]
@@ -237,10 +213,10 @@ def roi_align(
     largest ``G`` over all boxes and masks the unused samples of smaller boxes.
     """
     _check_features(input)
-    ph, pw = _pair(output_size)
-    scale = _positive(spatial_scale, "spatial_scale")
-    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
-        raise TypeError(f"sampling_ratio must be an int (<= 0 for adaptive), got {sampling_ratio!r}")
+    ph, pw = validate.pair(output_size, "output_size", 1)
+    scale = validate.positive_number(spatial_scale, "spatial_scale")
+    sampling_ratio = validate.integer(sampling_ratio, "sampling_ratio")
+    aligned = validate.flag(aligned, "aligned")
     rois = _as_rois(boxes, input)
     n, c, height, width = input.shape
     k = rois.shape[0]
@@ -299,8 +275,7 @@ def roi_align(
 
 
 def _check_boxes(boxes, name: str) -> None:
-    if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor [N, 4] (x1, y1, x2, y2), got {type(boxes).__name__}")
+    validate.tensor(boxes, name, layout="[N, 4] (x1, y1, x2, y2)")
     if boxes.dim() != 2 or boxes.shape[1] != 4:
         raise ValueError(f"{name} must be [N, 4] (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
 
@@ -352,13 +327,13 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     Memory is an N x N boolean matrix.
     """
     _check_boxes(boxes, "boxes")
-    if not isinstance(scores, Tensor) or scores.shape != (boxes.shape[0],):
-        got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+    validate.tensor(scores, "scores", layout="[N] (one per box)")
+    if scores.shape != (boxes.shape[0],):
+        got = tuple(scores.shape)
         raise ValueError(f"scores must be a tensor [N] with N = {boxes.shape[0]} (one per box), got {got}")
     if scores.device != boxes.device:
         raise ValueError(f"scores are on {scores.device} but boxes on {boxes.device}")
-    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)):
-        raise TypeError(f"iou_threshold must be a number, got {iou_threshold!r}")
+    iou_threshold = validate.number(iou_threshold, "iou_threshold")
     order = torch.sort(scores, descending=True, stable=True).indices
     sorted_boxes = boxes[order]
     n = order.shape[0]
@@ -380,8 +355,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     ``category * (largest coordinate + 1)`` so that boxes of different categories cannot overlap, then run
     one ``nms``. Returns int64 indices by decreasing score."""
     _check_boxes(boxes, "boxes")
-    if not isinstance(idxs, Tensor) or idxs.shape != (boxes.shape[0],):
-        got = tuple(idxs.shape) if isinstance(idxs, Tensor) else type(idxs).__name__
+    validate.tensor(idxs, "idxs", layout="[N] (one category per box)")
+    if idxs.shape != (boxes.shape[0],):
+        got = tuple(idxs.shape)
         raise ValueError(f"idxs must be a tensor [N] with N = {boxes.shape[0]} (one category per box), got {got}")
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)

@@ -17,13 +17,12 @@ Learned:
   start as bilinear upsampling (Long, Shelhamer & Darrell, CVPR 2015).
 * ``pixel_shuffle``     - sub-pixel convolution: channels rearranged into space
   (Shi et al., CVPR 2016).
-* ``LearnedUpsample``   - the three learned upsampling layers side by side: transposed
-  convolution, resize-convolution and convolution + pixel shuffle.
 
-Checkerboard artefacts (Odena, Dumoulin & Olah, "Deconvolution and checkerboard
-artifacts", Distill 2016): ``overlap_count`` shows where a transposed convolution
-stacks more kernel taps, ``checkerboard_strength`` measures a period-``stride``
-pattern in an output.
+Compared (lesson 02): ``upsample_with`` shrinks an image and grows it back with one
+of ``UPSAMPLING_METHODS``.
+
+The learned upsampling layers and their checkerboard artefacts (lesson 03) live in
+``segedu.ops.checkerboard``.
 
 Every image is ``[B, C, H, W]``. Each function equals its torch counterpart
 (``F.interpolate``, ``F.max_unpool2d``, ``F.conv_transpose2d``,
@@ -33,11 +32,11 @@ Every image is ``[B, C, H, W]``. Each function equals its torch counterpart
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from segedu import validate
 
 __all__ = [
     "nearest_upsample",
@@ -47,44 +46,9 @@ __all__ = [
     "bilinear_kernel",
     "transposed_conv2d",
     "pixel_shuffle",
-    "overlap_count",
-    "checkerboard_strength",
-    "LearnedUpsample",
+    "UPSAMPLING_METHODS",
+    "upsample_with",
 ]
-
-
-# ----------------------------------------------------------------------------
-# argument checks (shared with segedu.ops.dilation)
-
-
-def _check_4d(x, name: str = "x", layout: str = "[B, C, H, W]") -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must be 4-D {layout}, got shape {tuple(x.shape)}")
-
-
-def _int(value, name: str, minimum: int) -> int:
-    """``value`` as a Python int >= ``minimum`` (bools and floats are refused)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got bool {value!r}")
-    try:
-        value = operator.index(value)  # accepts int, numpy and 0-d torch integers
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _pair(value, name: str, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints (height, width) as a pair, each >= ``minimum``."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
-        return _int(value[0], name, minimum), _int(value[1], name, minimum)
-    value = _int(value, name, minimum)
-    return value, value
 
 
 # ----------------------------------------------------------------------------
@@ -97,8 +61,8 @@ def nearest_upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     ``[B, C, H, W] -> [B, C, H * factor, W * factor]``; any dtype. Equals
     ``F.interpolate(x, scale_factor=factor, mode="nearest")``.
     """
-    _check_4d(x)
-    factor = _int(factor, "factor", 1)
+    validate.tensor(x, "x", 4, layout="[B, C, H, W]")
+    factor = validate.positive_int(factor, "factor")
     return x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
 
 
@@ -109,8 +73,8 @@ def bed_of_nails(x: torch.Tensor, factor: int) -> torch.Tensor:
     transposed convolution (stride ``factor``) whose kernel is 1 at its top-left
     tap and 0 elsewhere, the fixed "unpooling" that max unpooling refines.
     """
-    _check_4d(x)
-    factor = _int(factor, "factor", 1)
+    validate.tensor(x, "x", 4, layout="[B, C, H, W]")
+    factor = validate.positive_int(factor, "factor")
     batch, channels, height, width = x.shape
     out = x.new_zeros(batch, channels, height * factor, width * factor)
     out[..., ::factor, ::factor] = x
@@ -133,16 +97,15 @@ def max_unpool(x: torch.Tensor, indices: torch.Tensor, output_size) -> torch.Ten
     (Badrinarayanan et al., TPAMI 2017). With overlapping pooling windows two
     values may share one position; then one of them is kept, as in torch.
     """
-    _check_4d(x)
-    if not isinstance(indices, torch.Tensor):
-        raise TypeError(f"indices must be a torch.Tensor, got {type(indices).__name__}")
+    validate.tensor(x, "x", 4, layout="[B, C, H, W]")
+    validate.tensor(indices, "indices")
     if indices.shape != x.shape:
         raise ValueError(
             f"indices must have the shape of x {tuple(x.shape)}, got {tuple(indices.shape)}"
         )
     if indices.dtype != torch.int64:
         raise TypeError(f"indices must be int64 (from max_pool2d), got {indices.dtype}")
-    height, width = _pair(output_size, "output_size", 1)
+    height, width = validate.pair(output_size, "output_size", 1)
     if indices.numel() and (indices.min() < 0 or indices.max() >= height * width):
         raise ValueError(
             f"indices must lie in [0, {height * width}) for output_size {(height, width)}, "
@@ -168,15 +131,11 @@ def _output_size_and_scales(in_size, size, scale_factor):
             f"scale_factor={scale_factor!r}"
         )
     if size is not None:
-        return _pair(size, "size", 1), (None, None)
+        return validate.pair(size, "size", 1), (None, None)
     factors = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
     if len(factors) != 2:
         raise ValueError(f"scale_factor must be a number or a pair, got {scale_factor!r}")
-    for f in factors:
-        if isinstance(f, bool) or not isinstance(f, (int, float)):
-            raise TypeError(f"scale_factor must be a number, got {type(f).__name__} {f!r}")
-        if not (math.isfinite(f) and f > 0):
-            raise ValueError(f"scale_factor must be a finite number > 0, got {f!r}")
+    factors = [validate.positive_number(f, "scale_factor") for f in factors]
     # Like F.interpolate: the output size is rounded down.
     out = tuple(math.floor(n * float(f)) for n, f in zip(in_size, factors))
     if min(out) < 1:
@@ -237,11 +196,8 @@ def bilinear_upsample(
     scale_factor, mode="bilinear", align_corners=align_corners)`` for up- and
     down-sampling (no anti-aliasing, like torch's default).
     """
-    _check_4d(x)
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
-    if not isinstance(align_corners, bool):
-        raise TypeError(f"align_corners must be a bool, got {type(align_corners).__name__}")
+    validate.images(x, "x")
+    validate.flag(align_corners, "align_corners")
     (out_h, out_w), (scale_y, scale_x) = _output_size_and_scales(x.shape[-2:], size, scale_factor)
 
     y0, y1, wy = _source_coordinates(x.shape[-2], out_h, scale_y, align_corners)
@@ -276,9 +232,9 @@ def bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int) -> to
     along the border, where the transposed convolution sees zeros beyond the
     edge instead of repeating it (Long, Shelhamer & Darrell, CVPR 2015).
     """
-    in_channels = _int(in_channels, "in_channels", 1)
-    out_channels = _int(out_channels, "out_channels", 1)
-    kernel_size = _int(kernel_size, "kernel_size", 1)
+    in_channels = validate.positive_int(in_channels, "in_channels")
+    out_channels = validate.positive_int(out_channels, "out_channels")
+    kernel_size = validate.positive_int(kernel_size, "kernel_size")
     if out_channels not in (1, in_channels):
         raise ValueError(
             f"out_channels must equal in_channels ({in_channels}) or be 1, got {out_channels}"
@@ -333,13 +289,13 @@ def transposed_conv2d(
     ``F.conv_transpose2d`` (Dumoulin & Visin, 2016). It is the adjoint
     (gradient) of ``F.conv2d`` with the same weight.
     """
-    _check_4d(x)
-    _check_4d(weight, "weight", "[C_in, C_out / groups, kh, kw]")
-    stride = _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    output_padding = _pair(output_padding, "output_padding", 0)
-    dilation = _pair(dilation, "dilation", 1)
-    groups = _int(groups, "groups", 1)
+    validate.tensor(x, "x", 4, layout="[B, C, H, W]")
+    validate.tensor(weight, "weight", 4, layout="[C_in, C_out / groups, kh, kw]")
+    stride = validate.pair(stride, "stride", 1)
+    padding = validate.pair(padding, "padding", 0)
+    output_padding = validate.pair(output_padding, "output_padding", 0)
+    dilation = validate.pair(dilation, "dilation", 1)
+    groups = validate.positive_int(groups, "groups")
     if not x.is_floating_point() or weight.dtype != x.dtype:
         raise TypeError(
             f"x and weight must share one floating-point dtype, got {x.dtype} and {weight.dtype}"
@@ -406,8 +362,8 @@ def pixel_shuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
     without the checkerboard of a transposed convolution whose kernel size is
     not a multiple of its stride (Shi et al., CVPR 2016). Equals ``F.pixel_shuffle``.
     """
-    _check_4d(x)
-    r = _int(factor, "factor", 1)
+    validate.tensor(x, "x", 4, layout="[B, C, H, W]")
+    r = validate.positive_int(factor, "factor")
     batch, channels, height, width = x.shape
     if channels % (r * r):
         raise ValueError(
@@ -420,109 +376,43 @@ def pixel_shuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------
-# checkerboard artefacts
+# the methods compared (lesson 02)
 
 
-def overlap_count(kernel_size, stride, input_size) -> torch.Tensor:
-    """How many kernel taps of a transposed convolution land on each output pixel.
+# The names the lesson's dropdown shows, in the order of the lesson.
+UPSAMPLING_METHODS = ("nearest", "bed of nails", "max unpooling", "bilinear", "bilinear, align_corners",
+                      "transposed conv, bilinear kernel")
 
-    A transposed convolution with constant weights 1 applied to a constant input
-    of ones (no padding, dilation 1): ``[H_out, W_out]`` float32 with
-    ``H_out = (H - 1) * stride + kernel_size``. Away from the border the count is
-    the same everywhere exactly when ``kernel_size % stride == 0``; otherwise it
-    alternates with period ``stride`` - the checkerboard that a transposed
-    convolution makes before it has learned anything (Odena et al., Distill 2016).
-    Arguments are ints or ``(height, width)`` pairs.
+
+def upsample_with(method: str, image: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shrink ``image`` by ``factor`` and grow it back with ``method`` (one of ``UPSAMPLING_METHODS``).
+
+    ``image`` float ``[B, C, H, W]`` is first cropped to ``[B, C, h, w]`` with ``h, w`` the largest
+    multiples of ``factor`` (at most ``H, W``). Returns ``(small, upsampled)``: ``small`` float
+    ``[B, C, h / factor, w / factor]`` and ``upsampled`` float ``[B, C, h, w]``. Max unpooling shrinks by
+    max pooling (it needs the positions of the maxima, Zeiler & Fergus 2014), the others by averaging.
+    "transposed conv, bilinear kernel" is FCN's initial upsampling layer (Long et al., CVPR 2015):
+    ``transposed_conv2d`` with ``bilinear_kernel`` of size ``2 * factor - factor % 2``.
     """
-    kh, kw = _pair(kernel_size, "kernel_size", 1)
-    stride = _pair(stride, "stride", 1)
-    height, width = _pair(input_size, "input_size", 1)
-    ones = torch.ones(1, 1, height, width)
-    return transposed_conv2d(ones, torch.ones(1, 1, kh, kw), stride=stride)[0, 0]
-
-
-def checkerboard_strength(x: torch.Tensor, period: int = 2) -> torch.Tensor:
-    """Strength of a pattern that repeats every ``period`` pixels, per image.
-
-    The image is split into its ``period x period`` sub-pixel grids (pixel
-    ``(i, j)`` belongs to grid ``(i % period, j % period)``); the result is the
-    standard deviation of the grids' mean values, averaged over channels:
-    float32 ``[B]`` for ``x`` float ``[B, C, H, W]`` (cropped to multiples of
-    ``period``). Image content averages out over a grid, a checkerboard does
-    not: a flat image scores 0, a pure +-a checkerboard scores about ``a``. By
-    Parseval it is the energy of the image at the frequencies that are multiples
-    of ``1 / period`` (except 0), where upsampling artefacts live.
-    """
-    _check_4d(x)
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
-    p = _int(period, "period", 2)
-    batch, channels, height, width = x.shape
-    if height < p or width < p:
-        raise ValueError(f"x must be at least period x period ({p} x {p}), got {height} x {width}")
-    h, w = height // p * p, width // p * p
-    grids = x[..., :h, :w].reshape(batch, channels, h // p, p, w // p, p)
-    means = grids.mean(dim=(2, 4)).flatten(2)  # [B, C, p * p]: one mean per sub-pixel grid
-    return means.std(dim=2, unbiased=False).mean(dim=1).float()
-
-
-class LearnedUpsample(nn.Module):
-    """A learned ``factor``-times upsampling layer, three ways (``[B, C_in, H, W] -> [B, C_out, fH, fW]``).
-
-    * ``"transposed"``: ``nn.ConvTranspose2d(kernel_size, stride=factor)`` with
-      padding and output padding chosen so the output is exactly ``factor``
-      times the input. When ``kernel_size % factor != 0`` the taps overlap
-      unevenly (``overlap_count``) and a checkerboard appears unless the
-      weights learn to cancel it.
-    * ``"resize_conv"``: nearest-neighbour upsampling, then an ordinary
-      convolution (Odena et al., Distill 2016). Every output pixel is computed
-      by the same kernel from a nearest-upsampled map, so a flat input gives a
-      flat output (away from the border) whatever the weights.
-    * ``"pixel_shuffle"``: a convolution to ``C_out * factor**2`` channels at
-      the low resolution, then ``F.pixel_shuffle`` (Shi et al., CVPR 2016). Each
-      of the ``factor**2`` sub-pixel positions has its own kernel; with
-      ``icnr=True`` (default) they start identical, so the layer starts as
-      "convolve, then nearest-upsample" and has no checkerboard at
-      initialisation (ICNR, Aitken et al., arXiv:1707.02937, 2017).
-
-    ``kernel_size`` is odd for ``resize_conv`` and ``pixel_shuffle`` ("same" padding).
-    """
-
-    METHODS = ("transposed", "resize_conv", "pixel_shuffle")
-
-    def __init__(self, in_channels: int, out_channels: int, factor: int = 2, method: str = "transposed",
-                 kernel_size: int = 3, icnr: bool = True):
-        super().__init__()
-        in_channels = _int(in_channels, "in_channels", 1)
-        out_channels = _int(out_channels, "out_channels", 1)
-        self.factor = factor = _int(factor, "factor", 1)
-        kernel_size = _int(kernel_size, "kernel_size", 1)
-        if method not in self.METHODS:
-            raise ValueError(f"method must be one of {self.METHODS}, got {method!r}")
-        if method != "transposed" and kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd for method {method!r} ('same' padding), got {kernel_size}")
-        self.method = method
-        if method == "transposed":
-            # (H - 1) f - 2 p + k + op = f H  <=>  op - 2 p = f - k, with 0 <= op < f.
-            padding = max(0, -(-(kernel_size - factor) // 2))
-            output_padding = factor - kernel_size + 2 * padding
-            self.layer = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=factor,
-                                            padding=padding, output_padding=output_padding)
-        elif method == "resize_conv":
-            self.layer = nn.Sequential(
-                nn.Upsample(scale_factor=factor, mode="nearest"),
-                nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
-            )
-        else:
-            conv = nn.Conv2d(in_channels, out_channels * factor**2, kernel_size, padding=kernel_size // 2)
-            if icnr:
-                with torch.no_grad():  # output channel c * f^2 + s is sub-pixel s of channel c: copy s = 0
-                    weight = conv.weight.view(out_channels, factor**2, in_channels, kernel_size, kernel_size)
-                    weight.copy_(weight[:, :1].expand_as(weight).clone())
-                    bias = conv.bias.view(out_channels, factor**2)
-                    bias.copy_(bias[:, :1].expand_as(bias).clone())
-            self.layer = nn.Sequential(conv, nn.PixelShuffle(factor))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_4d(x)
-        return self.layer(x)
+    method = validate.choice(method, "method", UPSAMPLING_METHODS)
+    validate.images(image, "image")
+    factor = validate.positive_int(factor, "factor")
+    if factor > min(image.shape[-2:]):
+        raise ValueError(f"factor must be at most the image's height and width {tuple(image.shape[-2:])}, got {factor}")
+    h, w = image.shape[-2] // factor * factor, image.shape[-1] // factor * factor
+    image = image[..., :h, :w]
+    if method == "max unpooling":
+        small, indices = F.max_pool2d(image, factor, return_indices=True)
+        return small, max_unpool(small, indices, (h, w))
+    small = F.avg_pool2d(image, factor)
+    if method == "nearest":
+        return small, nearest_upsample(small, factor)
+    if method == "bed of nails":
+        return small, bed_of_nails(small, factor)
+    if method == "bilinear":
+        return small, bilinear_upsample(small, scale_factor=factor)
+    if method == "bilinear, align_corners":
+        return small, bilinear_upsample(small, size=(h, w), align_corners=True)
+    # "transposed conv, bilinear kernel", the last choice
+    kernel = bilinear_kernel(small.shape[1], small.shape[1], 2 * factor - factor % 2).to(small)
+    return small, transposed_conv2d(small, kernel, stride=factor, padding=factor // 2)
