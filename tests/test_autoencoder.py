@@ -12,8 +12,10 @@ from segedu.models.autoencoder import (
     ConvAutoencoder,
     MLPAutoencoder,
     ReconstructionData,
+    noisy_copy,
     pca_reconstruction,
     psnr,
+    reconstruct,
 )
 from segedu.train import fit
 
@@ -271,3 +273,67 @@ def test_psnr_rejects_bad_input():
         psnr(torch.rand(2, 4), torch.ones(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="data_range"):
         psnr(torch.rand(2, 4), torch.rand(2, 4), data_range=0)
+
+
+@pytest.mark.parametrize("bad, error", [(True, TypeError), (2.5, TypeError), (-1, ValueError)])
+@pytest.mark.parametrize("make", [
+    lambda v: MLPAutoencoder(v),
+    lambda v: MLPAutoencoder(12, hidden=(8, v)),
+    lambda v: MLPAutoencoder(12, bottleneck=v),
+    lambda v: ConvAutoencoder(v),
+    lambda v: ConvAutoencoder(3, widths=(4, v)),
+    lambda v: ConvAutoencoder(3, out_channels=v),
+    lambda v: pca_reconstruction(torch.rand(6, 4), v),
+])
+def test_counts_follow_the_validation_rule(make, bad, error):
+    """A bool or a float where a count is expected is a TypeError, a negative count a ValueError."""
+    with pytest.raises(error):
+        make(bad)
+
+
+def test_wrong_ranks_are_value_errors_and_wrong_types_type_errors():
+    with pytest.raises(ValueError, match="at least 2-D"):
+        pca_reconstruction(torch.rand(5), 1)
+    with pytest.raises(ValueError, match="at least 2-D"):
+        psnr(torch.rand(4), torch.rand(4))
+    with pytest.raises(ValueError, match="at least 2-D"):
+        ReconstructionData(torch.rand(4))
+    with pytest.raises(TypeError, match="fit_on"):
+        pca_reconstruction(torch.rand(5, 3), 1, fit_on=[[0.0] * 3])
+    with pytest.raises(TypeError, match="code"):
+        MLPAutoencoder(12, bottleneck=2).decode([[0.0, 0.0]])
+    with pytest.raises(TypeError, match="data_range"):
+        psnr(torch.rand(2, 4), torch.rand(2, 4), data_range=True)
+    with pytest.raises(TypeError, match="linear"):
+        MLPAutoencoder(12, linear=1)
+
+
+def test_reconstruct_clips_without_gradients_and_returns_to_the_images_device():
+    torch.manual_seed(0)
+    model = ConvAutoencoder(3, (4,))
+    images = torch.rand(2, 3, 8, 8)
+    out = reconstruct(model, images)
+    with torch.no_grad():
+        want = model(images).clamp(0, 1)
+    assert torch.equal(out, want) and not out.requires_grad and out.device == images.device
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        reconstruct(lambda x: x, images)
+    with pytest.raises(ValueError, match="images"):
+        reconstruct(model, torch.rand(3))
+
+
+def test_noisy_copy_is_fixed_per_seed_clipped_and_zero_noise_is_the_identity():
+    images = torch.rand(2, 3, 8, 8)
+    a, b = noisy_copy(images, 0.3, seed=1), noisy_copy(images, 0.3, seed=1)
+    assert torch.equal(a, b) and not torch.equal(a, noisy_copy(images, 0.3, seed=2))
+    assert a.min() >= 0 and a.max() <= 1
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, (images + 0.3 * noise).clamp(0, 1))
+    assert torch.equal(noisy_copy(images, 0.0), images)
+    # the noise has the requested spread where no clipping happens
+    flat = torch.full((1, 1, 256, 256), 0.5)
+    assert abs(float((noisy_copy(flat, 0.05) - flat).std()) - 0.05) < 0.002  # 65,536 draws: std error ~0.0001
+    with pytest.raises(ValueError, match="sigma"):
+        noisy_copy(images, -0.1)
+    with pytest.raises(TypeError, match="seed"):
+        noisy_copy(images, 0.1, seed=1.5)

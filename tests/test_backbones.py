@@ -11,8 +11,9 @@ from segedu.models.backbones import (
     VGGBackbone,
     dilate_resnet,
     pad_to_multiple,
+    resnet_backbone,
 )
-from segedu.metrics import effective_receptive_field, erf_support
+from segedu.ops.dilation import effective_receptive_field, erf_support
 from segedu.models.fpn import stage_prefixes
 
 
@@ -100,10 +101,12 @@ def test_two_stage_resnet_sees_51_pixels():
     assert erf_support(effective_receptive_field(net, 128, samples=1)) == (51, 51)
 
 
-@pytest.mark.parametrize("stages, output_stride, match", [(2, 16, "ends at stride 8"), (4, 4, "output_stride"),
-                                                          (1, 8, "stages"), (5, 8, "stages"), (True, 8, "stages")])
-def test_short_resnet_errors(stages, output_stride, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize("stages, output_stride, match, error", [
+    (2, 16, "ends at stride 8", ValueError), (4, 4, "output_stride", ValueError), (1, 8, "stages", ValueError),
+    (5, 8, "stages", ValueError), (True, 8, "stages", TypeError),  # a bool where an int is expected: a wrong type
+])
+def test_short_resnet_errors(stages, output_stride, match, error):
+    with pytest.raises(error, match=match):
         ResNetBackbone(width=4, output_stride=output_stride, stages=stages)
 
 
@@ -163,3 +166,46 @@ def test_every_encoder_parameter_receives_a_gradient():
         sum(t.square().mean() for t in out.values()).backward()
         missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
         assert not missing, f"{type(net).__name__}: no gradient for {missing}"
+
+
+@pytest.mark.parametrize("bad, error", [(True, TypeError), (2.5, TypeError), (-1, ValueError)])
+@pytest.mark.parametrize("make", [
+    lambda v: VGGBackbone(width=v),
+    lambda v: VGGBackbone(width=4, in_channels=v),
+    lambda v: VGGBackbone(width=4, convs=(1, 1, 1, 1, v)),
+    lambda v: ResNetBackbone(width=v),
+    lambda v: ResNetBackbone(width=4, in_channels=v),
+    lambda v: ResNetBackbone(width=4, blocks=(1, 1, 1, v)),
+    lambda v: ResNetBackbone(width=4, output_stride=v),
+    lambda v: ResNetBackbone(width=4, stages=v),
+    lambda v: pad_to_multiple(torch.zeros(1, 1, 3, 3), v),
+    lambda v: resnet_backbone("small", v, width=4),
+    lambda v: resnet_backbone("small", 16, width=v),
+])
+def test_counts_follow_the_validation_rule(make, bad, error):
+    """A bool or a float where a count is expected is a TypeError, a negative count a ValueError."""
+    with pytest.raises(error):
+        make(bad)
+
+
+def test_resnet_backbone_by_name_or_module():
+    small = resnet_backbone("small", 16, width=4)
+    assert isinstance(small, ResNetBackbone) and small.output_stride == 16
+    assert resnet_backbone(small, 16) is small
+    assert isinstance(resnet_backbone("resnet18", 8), TorchvisionResNet)
+    with pytest.raises(ValueError, match="output_stride=8"):
+        resnet_backbone(small, 8)
+    with pytest.raises(ValueError, match="backbone"):
+        resnet_backbone("mobilenet", 16)
+    with pytest.raises(TypeError, match="backbone"):
+        resnet_backbone(18, 16)
+
+
+def test_images_of_a_wrong_type_or_rank():
+    net = ResNetBackbone(width=4)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        net([[0.0]])
+    with pytest.raises(TypeError, match="floating-point"):
+        net(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        net(torch.zeros(3, 32, 32))

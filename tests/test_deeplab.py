@@ -182,3 +182,78 @@ def test_bad_arguments():
         DeepLabV1(3, backbone="resnet50")
     with pytest.raises(TypeError, match="x must be"):
         DeepLabV3(3, backbone="small", width=4)(torch.rand(3, 8, 8).numpy())
+
+
+# --------------------------------------------------------------------------- the validation rule
+
+BAD_COUNTS = [(True, TypeError), (2.5, TypeError), (-1, ValueError)]
+
+
+@pytest.mark.parametrize("bad, error", BAD_COUNTS)
+@pytest.mark.parametrize("make", [
+    lambda v: DeepLabV1(v, backbone="small", width=4),
+    lambda v: DeepLabV1(3, backbone="small", width=v),
+    lambda v: DeepLabV1(3, backbone="small", width=4, output_stride=v),
+    lambda v: DeepLabV1(3, backbone="small", width=4, fc_channels=v),
+    lambda v: DeepLabV1(3, backbone="small", width=4, fc_dilation=v),
+    lambda v: DeepLabV2(v, backbone="small", width=4),
+    lambda v: DeepLabV2(3, backbone="small", width=4, rates=(6, v)),
+    lambda v: DeepLabV3(v, backbone="small", width=4),
+    lambda v: DeepLabV3(3, backbone="small", width=v),
+    lambda v: DeepLabV3(3, backbone="small", width=4, output_stride=v),
+    lambda v: DeepLabV3(3, backbone="small", width=4, aspp_channels=v),
+    lambda v: DeepLabV3(3, backbone="small", width=4, rates=(1, v)),
+    lambda v: DeepLabV3(3, backbone="small", width=4, output_stride=8, multi_grid=(1, v)),
+    lambda v: DeepLabV3Plus(3, backbone="small", width=4, decoder_channels=v),
+    lambda v: DeepLabV3Plus(3, backbone="small", width=4, low_level_reduced=v),
+    lambda v: ASPP(v, (1, 2)),
+    lambda v: ASPP(8, (1, v)),
+    lambda v: ASPP(8, (1, 2), out_channels=v),
+    lambda v: deeplab.ASPPScoreSum(8, v),
+    lambda v: deeplab.ASPPPooling(8, v),
+    lambda v: aspp_rates(v),
+    lambda v: aspp_rates(16, base_rates=(6, v)),
+    lambda v: aspp_rates(16, base_stride=v),
+    lambda v: atrous_valid_taps(v, 2),
+    lambda v: atrous_valid_taps(4, v),
+    lambda v: conv_bn_relu(v, 4),
+    lambda v: conv_bn_relu(4, 4, 3, dilation=v),
+])
+def test_counts_follow_the_validation_rule(make, bad, error):
+    """A bool or a float where a count is expected is a TypeError, a negative count a ValueError."""
+    with pytest.raises(error):
+        make(bad)
+
+
+def test_backbone_of_a_wrong_type_is_a_type_error():
+    with pytest.raises(TypeError, match="backbone"):
+        DeepLabV3(3, backbone=50)
+    with pytest.raises(TypeError, match="backbone"):
+        DeepLabV1(3, backbone=16)
+
+
+def test_common_pieces():
+    """segedu.models.common: what the models share, importable from deeplab where the lessons find it."""
+    from segedu.models import common
+
+    assert deeplab.conv_bn_relu is common.conv_bn_relu
+    x = torch.randn(2, 3, 4, 5)
+    assert common.upsample_to(x, (8, 10)).shape == (2, 3, 8, 10)
+    assert torch.equal(common.upsample_like(x, torch.zeros(1, 1, 8, 10)), common.upsample_to(x, (8, 10)))
+    assert common.check_output_stride(16) == 16 and common.check_num_classes(3) == 3
+    assert common.int_tuple([1, 2], "bins") == (1, 2)
+    for bad, error in ((True, TypeError), (2.5, TypeError), ("16", TypeError), (12, ValueError), (-1, ValueError)):
+        with pytest.raises(error, match="output_stride"):
+            common.check_output_stride(bad)
+    with pytest.raises(TypeError, match="bins"):
+        common.int_tuple(3, "bins")
+    with pytest.raises(ValueError, match="convs must be 5"):
+        common.int_tuple((1, 2), "convs", length=5)
+    with pytest.raises(TypeError, match=r"bins\[1\]"):
+        common.int_tuple((1, True), "bins")
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        common.check_images(torch.zeros(3, 8, 8), 3)
+    with pytest.raises(ValueError, match="3 channels"):
+        common.check_images(torch.zeros(1, 4, 8, 8), 3)
+    with pytest.raises(TypeError, match="floating-point"):
+        common.check_images(torch.zeros(1, 3, 8, 8, dtype=torch.long))

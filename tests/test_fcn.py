@@ -7,7 +7,7 @@ from torch import nn
 from torchvision.models.vgg import make_layers
 
 from segedu.models.backbones import VGGBackbone
-from segedu.models.fcn import FCN, Upsample, fuse, small_fcn
+from segedu.models.fcn import FCN, FCNHead, Upsample, fuse, small_fcn
 from segedu.models.vgg_table import (
     convolutionalize,
     fc_share,
@@ -170,3 +170,29 @@ def test_fully_convolutional_vgg_equals_the_classifier_at_224_and_gives_a_map_be
         # Score (i, j) is the classifier applied to the 7x7 window of pool5 at (i, j).
         window = pool5[..., 1:8, 2:9].flatten(1)
         assert torch.allclose(scores[..., 1, 2], vgg.classifier(window), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad, error", [(True, TypeError), (2.5, TypeError), (-1, ValueError)])
+@pytest.mark.parametrize("make", [
+    lambda v: FCN(v, "8s", VGGBackbone(width=4)),
+    lambda v: FCN(3, "8s", VGGBackbone(width=4), head_channels=v),
+    lambda v: FCN(3, "8s", VGGBackbone(width=4), head_kernel=v),
+    lambda v: small_fcn(v, "8s", 4),
+    lambda v: small_fcn(3, "8s", v),
+    lambda v: Upsample(v, 2),
+    lambda v: Upsample(4, v),
+    lambda v: FCNHead(v),
+    lambda v: FCNHead(8, v),
+    lambda v: FCNHead(8, 8, kernel_size=v),
+    lambda v: convolutionalize(nn.Linear(8, 2), v, 1),
+    lambda v: convolutionalize(nn.Linear(8, 2), 8, v),
+])
+def test_counts_follow_the_validation_rule(make, bad, error):
+    """A bool or a float where a count is expected is a TypeError, a negative count a ValueError."""
+    with pytest.raises(error):
+        make(bad)
+
+
+def test_variant_of_a_wrong_type_is_a_type_error():
+    with pytest.raises(TypeError, match="variant"):
+        FCN(3, 8, VGGBackbone(width=4))

@@ -99,3 +99,23 @@ def test_bad_arguments():
         model(torch.rand(1, 4, 32, 32))
     with pytest.raises(TypeError, match="torch.Tensor"):
         model([[0.0]])
+
+
+@pytest.mark.parametrize("bad, error", [(True, TypeError), (2.5, TypeError), (-1, ValueError)])
+@pytest.mark.parametrize("make", [
+    lambda v: FPN(v, "small", width=4),
+    lambda v: FPN(3, "small", width=v),
+    lambda v: FPN(3, "small", width=4, channels=v),
+    lambda v: FPN(3, "small", width=4, head_channels=v),
+    lambda v: FPN(3, "small", width=4, output_stride=v),
+    lambda v: FeaturePyramid([4, v]),
+    lambda v: FeaturePyramid([4], v),
+    lambda v: SemanticHead(v, 3),
+    lambda v: SemanticHead(4, v),
+    lambda v: SemanticHead(4, 3, v),
+    lambda v: SemanticHead(4, 3, 4, (0, v)),
+])
+def test_counts_follow_the_validation_rule(make, bad, error):
+    """A bool or a float where a count is expected is a TypeError, a negative count a ValueError."""
+    with pytest.raises(error):
+        make(bad)

@@ -142,3 +142,33 @@ def test_a_custom_backbone():
     with torch.no_grad():
         out = model([torch.rand(3, 64, 64)])
     assert out[0]["masks"].shape[1:] == (1, 64, 64)
+
+
+@pytest.mark.parametrize("bad, error", [(True, TypeError), (2.5, TypeError), (-1, ValueError)])
+@pytest.mark.parametrize("make", [
+    lambda v: maskrcnn.mask_rcnn(v),
+    lambda v: maskrcnn.mask_rcnn(6, width=v),
+    lambda v: maskrcnn.mask_rcnn(6, image_size=v),
+    lambda v: maskrcnn.tiny_body(v),
+    lambda v: maskrcnn.TinyBackbone(v),
+    lambda v: maskrcnn.filter_detections(
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scores": torch.zeros(0)},
+        max_detections=v),
+])
+def test_counts_follow_the_validation_rule(make, bad, error):
+    """A bool or a float where a count is expected is a TypeError, a negative count a ValueError."""
+    with pytest.raises(error):
+        make(bad)
+
+
+def test_arguments_of_a_wrong_type():
+    with pytest.raises(TypeError, match="images must be"):
+        maskrcnn.raw_detections(maskrcnn.mask_rcnn(6, width=4), "scene.png")
+    with pytest.raises(TypeError, match="backbone"):
+        maskrcnn.mask_rcnn(6, backbone=18)
+    with pytest.raises(TypeError, match="detections"):
+        maskrcnn.filter_detections([])
+    with pytest.raises(TypeError, match=r"aspect_ratios\[1\]"):
+        maskrcnn.mask_rcnn(6, width=4, aspect_ratios=(1.0, True))
+    with pytest.raises(ValueError, match=r"aspect_ratios\[1\]"):
+        maskrcnn.mask_rcnn(6, width=4, aspect_ratios=(1.0, -1.0))

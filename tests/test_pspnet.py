@@ -152,8 +152,8 @@ def test_pspnet_resnet50_size():
 def test_bad_target_and_aux_arguments():
     model = PSPNet(3, "small", width=4, aux=True)
     x = torch.rand(2, 3, 32, 32)
-    with pytest.raises(ValueError, match="int64 masks"):
-        model(x, torch.zeros(2, 32, 32))  # float masks
+    with pytest.raises(TypeError, match="int64 masks"):
+        model(x, torch.zeros(2, 32, 32))  # float masks: a wrong dtype is a TypeError
     with pytest.raises(ValueError, match="int64 masks"):
         model(x, torch.zeros(2, 31, 32, dtype=torch.long))
     with pytest.raises(TypeError, match="aux"):
@@ -171,3 +171,25 @@ def test_fit_trains_with_the_auxiliary_loss():
     history = fit(model, data, None, steps=2, batch_size=4, lr=1e-3, device="cpu", progress=False)
     assert set(history.parts) == {"out", "aux"} and history.steps == 2
     assert model(torch.rand(1, 3, 32, 32)).shape == (1, data.num_classes, 32, 32)  # eval mode: logits
+
+
+@pytest.mark.parametrize("bad, error", [(True, TypeError), (2.5, TypeError), (-1, ValueError)])
+@pytest.mark.parametrize("make", [
+    lambda v: PSPNet(v, "small", width=4),
+    lambda v: PSPNet(3, "small", width=v),
+    lambda v: PSPNet(3, "small", width=4, output_stride=v),
+    lambda v: PSPNet(3, "small", width=4, channels=v),
+    lambda v: PSPNet(3, "small", bins=(1, v), width=4),
+    lambda v: PyramidPooling(v),
+    lambda v: PyramidPooling(8, (1, v)),
+    lambda v: PyramidPooling(8, channels=v),
+    lambda v: pyramid_pool(torch.rand(1, 4, 5, 5), (1, v), [nn.Identity(), nn.Identity()]),
+    lambda v: DilatedFCN(v, "small", width=4),
+    lambda v: DilatedFCN(3, "small", width=v),
+    lambda v: DilatedFCN(3, "small", width=4, output_stride=v),
+    lambda v: DilatedFCN(3, "small", width=4, channels=v),
+])
+def test_counts_follow_the_validation_rule(make, bad, error):
+    """A bool or a float where a count is expected is a TypeError, a negative count a ValueError."""
+    with pytest.raises(error):
+        make(bad)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from segedu.models.unet import (
+    DoubleConv,
     MirrorContext,
     UNet,
     center_crop,
@@ -147,3 +148,35 @@ def test_parameters_gradients_and_the_no_skip_ablation():
 def test_unet_overfits_four_images(overfit_miou):
     miou = overfit_miou(lambda: UNet(3, base=8, depth=2), steps=40)
     assert miou >= 0.95, miou
+
+
+@pytest.mark.parametrize("bad, error", [(True, TypeError), (2.5, TypeError), (-1, ValueError)])
+@pytest.mark.parametrize("make", [
+    lambda v: UNet(v),
+    lambda v: UNet(2, in_channels=v),
+    lambda v: UNet(2, base=v),
+    lambda v: UNet(2, depth=v),
+    lambda v: DoubleConv(v, 4),
+    lambda v: DoubleConv(4, v),
+    lambda v: unet_output_size(v),
+    lambda v: unet_output_size(572, v),
+    lambda v: unet_input_size(v),
+    lambda v: unet_input_size(388, v),
+    lambda v: center_crop(torch.zeros(1, 1, 4, 4), v),
+    lambda v: mirror_pad(torch.zeros(1, 1, 4, 4), v, 0, 0, 0),
+])
+def test_counts_follow_the_validation_rule(make, bad, error):
+    """A bool or a float where a count is expected is a TypeError, a negative count a ValueError."""
+    with pytest.raises(error):
+        make(bad)
+
+
+def test_arguments_of_a_wrong_type():
+    with pytest.raises(TypeError, match="skips"):
+        UNet(2, skips=1)
+    with pytest.raises(TypeError, match="padding"):
+        UNet(2, padding=0)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        UNet(2, base=2, depth=1)([[0.0]])  # a non-tensor is a wrong type, not a wrong value
+    with pytest.raises(TypeError, match="x must be"):
+        center_crop([[0.0]], 1)

@@ -26,21 +26,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MLPAutoencoder", "ConvAutoencoder", "ReconstructionData", "pca_reconstruction", "psnr"]
+from segedu import validate
+from segedu.models.common import check_images, int_tuple
 
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def _widths(values, name: str) -> tuple[int, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise TypeError(f"{name} must be a sequence of ints, got {type(values).__name__} {values!r}")
-    return tuple(_positive_int(v, f"{name}[{i}]") for i, v in enumerate(values))
+__all__ = [
+    "MLPAutoencoder",
+    "ConvAutoencoder",
+    "ReconstructionData",
+    "reconstruct",
+    "noisy_copy",
+    "pca_reconstruction",
+    "psnr",
+]
 
 
 # --------------------------------------------------------------------------- fully connected
@@ -70,12 +67,10 @@ class MLPAutoencoder(nn.Module):
 
     def __init__(self, in_features: int, hidden: Sequence[int] = (256,), bottleneck: int = 16, linear: bool = False):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.hidden = _widths(hidden, "hidden")
-        self.bottleneck = _positive_int(bottleneck, "bottleneck")
-        if not isinstance(linear, bool):
-            raise TypeError(f"linear must be a bool, got {type(linear).__name__}")
-        self.linear = linear
+        self.in_features = validate.positive_int(in_features, "in_features")
+        self.hidden = int_tuple(hidden, "hidden")
+        self.bottleneck = validate.positive_int(bottleneck, "bottleneck")
+        self.linear = validate.flag(linear, "linear")
         sizes = [self.in_features, *self.hidden, self.bottleneck]
         self.encoder = self._stack(sizes)
         self.decoder = self._stack(sizes[::-1])
@@ -103,9 +98,9 @@ class MLPAutoencoder(nn.Module):
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """Code ``[B, k]`` -> reconstruction ``[B, D]``."""
-        if not isinstance(code, torch.Tensor) or code.dim() != 2 or code.shape[1] != self.bottleneck:
-            got = tuple(code.shape) if isinstance(code, torch.Tensor) else type(code).__name__
-            raise ValueError(f"code must be [B, {self.bottleneck}], got {got}")
+        validate.tensor(code, "code", layout=f"[B, {self.bottleneck}]")
+        if code.dim() != 2 or code.shape[1] != self.bottleneck:
+            raise ValueError(f"code must be [B, {self.bottleneck}], got shape {tuple(code.shape)}")
         return self.decoder(code)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,23 +159,18 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self, in_channels: int = 3, widths: Sequence[int] = (16, 32, 64), out_channels: int | None = None):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.widths = _widths(widths, "widths")
+        self.in_channels = validate.positive_int(in_channels, "in_channels")
+        self.widths = int_tuple(widths, "widths")
         if not self.widths:
             raise ValueError("widths must name at least one level, got ()")
-        self.out_channels = self.in_channels if out_channels is None else _positive_int(out_channels, "out_channels")
+        self.out_channels = (self.in_channels if out_channels is None
+                             else validate.positive_int(out_channels, "out_channels"))
         self.total_stride = 2 ** len(self.widths)
         channels = [self.in_channels, *self.widths]
         self.encoder = nn.Sequential(*[_conv_block(a, b, stride=2) for a, b in zip(channels[:-1], channels[1:])])
         ups = list(reversed(self.widths))  # 64, 32, 16 -> the decoder ends with widths[0] channels
         self.decoder = nn.Sequential(*[_up_block(a, b) for a, b in zip(ups, ups[1:] + [self.widths[0]])])
         self.head = nn.Conv2d(self.widths[0], self.out_channels, 1)
-
-    def _check(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"x must be [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         s = self.total_stride
@@ -189,7 +179,7 @@ class ConvAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, in_channels, H, W]`` -> bottleneck ``[B, widths[-1], ceil(H / s), ceil(W / s)]``."""
-        self._check(x)
+        check_images(x, self.in_channels)
         return self.encoder(self._pad(x))
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
@@ -197,11 +187,18 @@ class ConvAutoencoder(nn.Module):
         return self.head(self.decoder(code))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
+        height, width = check_images(x, self.in_channels).shape[-2:]
         return self.decode(self.encode(x))[..., :height, :width]
 
 
 # --------------------------------------------------------------------------- data, baseline, measure
+
+
+def _check_batch(x, name: str, layout: str) -> None:
+    """A floating-point batch of at least 2 dimensions, ``[N, ...]``: one item per row."""
+    validate.tensor(x, name, dtype="floating", layout=layout)
+    if x.dim() < 2:
+        raise ValueError(f"{name} must be a floating-point tensor {layout} (at least 2-D), got shape {tuple(x.shape)}")
 
 
 class ReconstructionData:
@@ -221,8 +218,7 @@ class ReconstructionData:
 
     def __init__(self, images, transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
         if isinstance(images, torch.Tensor):
-            if not images.is_floating_point() or images.dim() < 2:
-                raise TypeError(f"images must be a floating-point tensor [N, ...], got {images.dtype} {tuple(images.shape)}")
+            _check_batch(images, "images", "[N, ...]")
         elif not (callable(getattr(images, "batch", None)) and hasattr(images, "__len__")):
             raise TypeError(
                 f"images must be a tensor [N, ...] or a dataset with batch(indices) and len(), got {type(images).__name__}"
@@ -245,6 +241,34 @@ class ReconstructionData:
         return (self.transform(clean) if self.transform is not None else clean), clean
 
 
+def reconstruct(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The autoencoder's output for ``images`` ``[N, ...]`` in [0, 1], clipped to [0, 1], without gradients.
+
+    The model runs on its own device; the result comes back on ``images``' device, so it can be compared
+    with ``images`` or a PCA reconstruction directly (lesson 01's bottleneck and denoising views).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_batch(images, "images", "[N, ...]")
+    device = next(model.parameters(), torch.empty(0)).device
+    with torch.no_grad():
+        return model(images.to(device)).to(images.device).clamp(0, 1)
+
+
+def noisy_copy(images: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
+    """``images`` plus Gaussian noise of standard deviation ``sigma``, clipped to [0, 1], the same for one ``seed``.
+
+    The corruption of a denoising autoencoder (Vincent et al., ICML 2008), drawn from its own generator so a
+    picture does not change when it is redrawn; training uses ``torchvision.transforms.v2.GaussianNoise``,
+    which draws fresh noise every batch.
+    """
+    _check_batch(images, "images", "[N, ...]")
+    sigma = validate.number(sigma, "sigma", minimum=0)
+    seed = validate.integer(seed, "seed")
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed), dtype=images.dtype)
+    return (images + sigma * noise.to(images.device)).clamp(0, 1)
+
+
 def pca_reconstruction(x: torch.Tensor, k: int, fit_on: torch.Tensor | None = None) -> torch.Tensor:
     """Reconstruct ``x`` from its first ``k`` principal components (the closed-form linear autoencoder).
 
@@ -260,16 +284,13 @@ def pca_reconstruction(x: torch.Tensor, k: int, fit_on: torch.Tensor | None = No
 
     Returns a tensor of ``x``'s shape and dtype (computed in float64).
     """
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
-        got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise TypeError(f"x must be a floating-point tensor [N, *], got {got}")
+    _check_batch(x, "x", "[N, *]")
     fit_on = x if fit_on is None else fit_on
-    if not isinstance(fit_on, torch.Tensor) or fit_on.dim() < 2 or fit_on[0].numel() != x[0].numel():
-        got = tuple(fit_on.shape) if isinstance(fit_on, torch.Tensor) else type(fit_on).__name__
-        raise ValueError(f"fit_on must be [M, *] with {x[0].numel()} values per item like x, got {got}")
+    validate.tensor(fit_on, "fit_on", layout="[M, *]")
+    if fit_on.dim() < 2 or fit_on[0].numel() != x[0].numel():
+        raise ValueError(f"fit_on must be [M, *] with {x[0].numel()} values per item like x, got {tuple(fit_on.shape)}")
     dim = x[0].numel()
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
+    k = validate.integer(k, "k")
     if not 0 <= k <= dim:
         raise ValueError(f"k must be in [0, {dim}] (the values per item), got {k}")
     data = fit_on.flatten(1).double()
@@ -293,12 +314,9 @@ def psnr(x: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> t
     means the error's RMS halved. Average it over images with ``.mean()``.
     """
     for name, t in (("x", x), ("reference", reference)):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() < 2:
-            got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
-            raise TypeError(f"{name} must be a floating-point tensor [B, *], got {got}")
+        _check_batch(t, name, "[B, *]")
     if x.shape != reference.shape:
         raise ValueError(f"x and reference must have one shape, got {tuple(x.shape)} and {tuple(reference.shape)}")
-    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not data_range > 0:
-        raise ValueError(f"data_range must be a number > 0, got {data_range!r}")
+    data_range = validate.positive_number(data_range, "data_range")
     mse = (x.double() - reference.double()).pow(2).flatten(1).mean(1)
     return (10 * torch.log10(data_range**2 / mse)).float()

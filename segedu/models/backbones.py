@@ -15,6 +15,8 @@ several strides (FCN, U-Net) or stops it from shrinking (DeepLab). Three encoder
 * ``TorchvisionResNet`` - the same interface around torchvision's ``resnet18`` / ``resnet50`` / ... built
   by the caller with ``weights=None`` (this module never loads weights); it can dilate them too, including
   the basic-block ResNets for which torchvision refuses.
+* ``resnet_backbone(backbone, output_stride, width)`` - the ResNet encoder of a model by name (``"small"``,
+  ``"resnet50"``, ...) or as a module, as DeepLab, PSPNet, FPN and the dilated FCN take it.
 
 Every encoder takes images ``[B, C_in, H, W]`` and returns a dict of feature maps ``[B, C, H / s, W / s]``;
 its ``channels`` and ``strides`` attributes say what each entry holds, so a model can size its layers
@@ -27,29 +29,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segedu import validate
+from segedu.models.common import check_images, check_output_stride, int_tuple
+
 __all__ = [
     "VGG16_CONVS",
+    "TORCHVISION_RESNETS",
     "VGGBackbone",
     "ResNetBackbone",
     "TorchvisionResNet",
     "dilate_resnet",
     "pad_to_multiple",
+    "resnet_backbone",
 ]
 
 VGG16_CONVS = (2, 2, 3, 3, 3)  # 3x3 convolutions per stage in VGG16 (13 in all)
-
-
-def _check_images(x, in_channels: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor [B, {in_channels}, H, W], got {type(x).__name__}")
-    if x.dim() != 4 or x.shape[1] != in_channels:
-        raise ValueError(f"x must be [B, {in_channels}, H, W], got shape {tuple(x.shape)}")
-
-
-def _check_positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -59,7 +54,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     2x2 max-pool drops the last row of an odd map. Models pad with this, run, and crop their output back
     to ``[:H, :W]``; the padding sits bottom-right, so the crop is the top-left corner.
     """
-    _check_positive(multiple, "multiple")
+    validate.positive_int(multiple, "multiple")
     height, width = x.shape[-2:]
     pad_h, pad_w = -height % multiple, -width % multiple
     return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
@@ -88,12 +83,9 @@ class VGGBackbone(nn.Module):
 
     def __init__(self, width: int = 64, convs=VGG16_CONVS, in_channels: int = 3, batch_norm: bool = False):
         super().__init__()
-        _check_positive(width, "width")
-        _check_positive(in_channels, "in_channels")
-        convs = tuple(convs)
-        if len(convs) != 5 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in convs):
-            raise ValueError(f"convs must be five ints >= 1 (one per stage), got {convs!r}")
-        self.in_channels = in_channels
+        width = validate.positive_int(width, "width")
+        self.in_channels = in_channels = validate.positive_int(in_channels, "in_channels")
+        convs = int_tuple(convs, "convs", length=5)  # one count per stage
         widths = [width * m for m in (1, 2, 4, 8, 8)]
         layers: list[nn.Module] = []
         self._pool_index: dict[int, str] = {}  # position in `features` -> tap name
@@ -116,7 +108,7 @@ class VGGBackbone(nn.Module):
         self.output_stride = 32
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        _check_images(x, self.in_channels)
+        check_images(x, self.in_channels)
         taps = {}
         for index, layer in enumerate(self.features):
             x = layer(x)
@@ -159,9 +151,7 @@ class BasicBlock(nn.Module):
 def _dilations(output_stride) -> list[bool]:
     """torchvision's ``replace_stride_with_dilation`` (for layer2, layer3, layer4) for an output stride."""
     table = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
-    if output_stride not in table or isinstance(output_stride, bool):
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
-    return table[output_stride]
+    return table[check_output_stride(output_stride)]
 
 
 class _ResNetFeatures(nn.Module):
@@ -170,7 +160,7 @@ class _ResNetFeatures(nn.Module):
     in_channels = 3
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        _check_images(x, self.in_channels)
+        check_images(x, self.in_channels)
         low_level = self.layer1(self.stem(x))
         return {"low_level": low_level, "out": self.layer4(self.layer3(self.layer2(low_level)))}
 
@@ -208,13 +198,10 @@ class ResNetBackbone(_ResNetFeatures):
     def __init__(self, width: int = 64, blocks=(2, 2, 2, 2), output_stride: int = 32, in_channels: int = 3,
                  stages: int = 4):
         super().__init__()
-        if isinstance(stages, bool) or not isinstance(stages, int) or not 2 <= stages <= 4:
-            raise ValueError(f"stages must be 2, 3 or 4, got {stages!r}")
-        _check_positive(width, "width")
-        self.in_channels = _check_positive(in_channels, "in_channels")
-        blocks = tuple(blocks)
-        if len(blocks) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in blocks):
-            raise ValueError(f"blocks must be four ints >= 1 (one per layer), got {blocks!r}")
+        stages = validate.integer(stages, "stages", 2, 4)
+        width = validate.positive_int(width, "width")
+        self.in_channels = in_channels = validate.positive_int(in_channels, "in_channels")
+        blocks = int_tuple(blocks, "blocks", length=4)  # one count per layer
         dilate = [False] + _dilations(output_stride)
         # The stem: a 7x7 stride-2 conv and a stride-2 max-pool bring the resolution to 1/4 cheaply.
         self.stem = nn.Sequential(
@@ -325,3 +312,40 @@ class TorchvisionResNet(_ResNetFeatures):
             return (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
 
         self._describe(out_channels(self.layer1), out_channels(self.layer4), _output_stride(resnet))
+
+
+# --------------------------------------------------------------------------- by name
+
+
+def resnet_backbone(backbone, output_stride: int, width: int = 16) -> nn.Module:
+    """A ResNet encoder returning ``{"low_level" (stride 4), "out" (stride output_stride)}``.
+
+    The encoder of DeepLab v2/v3/v3+, PSPNet, FPN and the dilated FCN. ``backbone`` is:
+
+    * ``"small"`` - ``ResNetBackbone(width, blocks=(1, 1, 2, 2), output_stride=output_stride)``, trainable on
+      a CPU in minutes;
+    * one of ``TORCHVISION_RESNETS`` - torchvision's network built with ``weights=None`` (never downloaded)
+      and dilated to ``output_stride`` (``TorchvisionResNet``);
+    * an encoder module (``ResNetBackbone``, ``TorchvisionResNet`` or one with their interface), returned as it
+      is; its ``output_stride`` must be the one asked for (``ValueError`` otherwise).
+
+    ``forward(x)`` of the result: ``[B, 3, H, W] -> {"low_level": [B, C_low, H/4, W/4], "out": [B, C, H/os, W/os]}``.
+    """
+    output_stride = check_output_stride(output_stride)
+    width = validate.positive_int(width, "width")
+    if isinstance(backbone, nn.Module):
+        if getattr(backbone, "output_stride", None) != output_stride:
+            raise ValueError(
+                f"the backbone module has output_stride {getattr(backbone, 'output_stride', None)}, "
+                f"the model asks for {output_stride}: build the backbone with output_stride={output_stride}"
+            )
+        return backbone
+    if backbone == "small":
+        return ResNetBackbone(width=width, blocks=(1, 1, 2, 2), output_stride=output_stride)
+    if isinstance(backbone, str) and backbone in TORCHVISION_RESNETS:
+        import torchvision
+
+        # weights=None: this course never downloads weights; load your own with load_state_dict.
+        return TorchvisionResNet(getattr(torchvision.models, backbone)(weights=None), output_stride)
+    error = ValueError if isinstance(backbone, str) else TypeError
+    raise error(f"backbone must be 'small', one of {TORCHVISION_RESNETS} or an encoder module, got {backbone!r}")

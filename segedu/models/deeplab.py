@@ -34,10 +34,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from segedu.models.backbones import ResNetBackbone, TorchvisionResNet, VGGBackbone
+from segedu import validate
+from segedu.models.backbones import TORCHVISION_RESNETS, VGGBackbone, resnet_backbone
+# conv_bn_relu lives in segedu.models.common (PSPNet and the dilated FCN use it too); it stays importable from
+# here, where lesson 07 and segedu.checks find it, and so do OUTPUT_STRIDES and TORCHVISION_RESNETS.
+from segedu.models.common import (
+    OUTPUT_STRIDES, check_images, check_num_classes, check_output_stride, conv_bn_relu, int_tuple, upsample_to,
+)
 
 __all__ = [
     "aspp_rates",
@@ -55,10 +60,6 @@ __all__ = [
     "load_torchvision_deeplabv3",
 ]
 
-OUTPUT_STRIDES = (8, 16, 32)
-TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-
-
 # --------------------------------------------------------------------------- small helpers
 
 
@@ -69,10 +70,10 @@ def aspp_rates(output_stride: int, base_rates: Sequence[int] = (6, 12, 18), base
     ``base_stride / output_stride`` times larger, so the same field of view in the *image* needs rates that
     much larger: 12, 24, 36 at stride 8, 3, 6, 9 at stride 32. Non-integer results raise ``ValueError``.
     """
-    if isinstance(output_stride, bool) or not isinstance(output_stride, int) or output_stride < 1:
-        raise ValueError(f"output_stride must be a positive int, got {output_stride!r}")
+    output_stride = validate.positive_int(output_stride, "output_stride")
+    base_stride = validate.positive_int(base_stride, "base_stride")
     rates = []
-    for rate in base_rates:
+    for rate in int_tuple(base_rates, "base_rates"):
         scaled, rest = divmod(rate * base_stride, output_stride)
         if rest:
             raise ValueError(f"rate {rate} at stride {base_stride} is not an integer rate at stride {output_stride}")
@@ -87,79 +88,14 @@ def atrous_valid_taps(size: int, rate: int) -> float:
     DeepLab v3 (Fig. 4): as the rate approaches the map size the filter degenerates into a 1x1 convolution
     (only the centre tap sees data) - the reason for the image-pooling branch.
     """
-    if size < 1 or rate < 1:
-        raise ValueError(f"size and rate must be >= 1, got size={size}, rate={rate}")
+    size, rate = validate.positive_int(size, "size"), validate.positive_int(rate, "rate")
     pos = torch.arange(size)
     # per axis: how many of the three taps (pos - rate, pos, pos + rate) lie inside [0, size)
     inside = sum(((pos + k * rate >= 0) & (pos + k * rate < size)).double() for k in (-1, 0, 1))  # [size]
     return float((inside[:, None] * inside[None, :]).mean() / 9.0)
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
-                 separable: bool = False) -> nn.Sequential:
-    """Conv (no bias) + BatchNorm + ReLU, ``padding`` keeping the size.
-
-    ``separable=True`` (3x3 only): a depthwise 3x3 (``groups=in_channels``, one filter per channel) + BN + ReLU
-    followed by a pointwise 1x1 + BN + ReLU, as in DeepLab v3+ (Chen et al., ECCV 2018, Sec. 3.2). Weights:
-    ``9 C_in + C_in C_out`` instead of ``9 C_in C_out``.
-    """
-    padding = dilation * (kernel_size // 2)
-    if separable and kernel_size > 1:
-        return nn.Sequential(
-            nn.Conv2d(in_channels, in_channels, kernel_size, padding=padding, dilation=dilation,
-                      groups=in_channels, bias=False),
-            nn.BatchNorm2d(in_channels), nn.ReLU(),
-            nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(),
-        )  # fmt: skip
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False),
-        nn.BatchNorm2d(out_channels), nn.ReLU(),
-    )  # fmt: skip
-
-
-def _upsample(x: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-def _check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-    return num_classes
-
-
-def _check_output_stride(output_stride, allowed=OUTPUT_STRIDES) -> int:
-    if isinstance(output_stride, bool) or output_stride not in allowed:
-        raise ValueError(f"output_stride must be one of {allowed}, got {output_stride!r}")
-    return output_stride
-
-
-def _check_input(x) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor [B, 3, H, W], got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x must be [B, C, H, W], got shape {tuple(x.shape)}")
-
-
-# --------------------------------------------------------------------------- backbones
-
-
-def _resnet_backbone(backbone, output_stride: int, width: int) -> nn.Module:
-    """A ResNet encoder returning ``{"low_level" (stride 4), "out" (stride output_stride)}``."""
-    if isinstance(backbone, nn.Module):
-        if getattr(backbone, "output_stride", None) != output_stride:
-            raise ValueError(
-                f"the backbone module has output_stride {getattr(backbone, 'output_stride', None)}, "
-                f"the model asks for {output_stride}: build the backbone with output_stride={output_stride}"
-            )
-        return backbone
-    if backbone == "small":
-        return ResNetBackbone(width=width, blocks=(1, 1, 2, 2), output_stride=output_stride)
-    if backbone in TORCHVISION_RESNETS:
-        import torchvision
-
-        # weights=None: this course never downloads weights; load your own with load_state_dict.
-        return TorchvisionResNet(getattr(torchvision.models, backbone)(weights=None), output_stride)
-    raise ValueError(f"backbone must be 'small', one of {TORCHVISION_RESNETS} or an encoder module, got {backbone!r}")
+# --------------------------------------------------------------------------- backbone surgery
 
 
 def apply_multi_grid(encoder: nn.Module, grid: Sequence[int]) -> None:
@@ -170,9 +106,7 @@ def apply_multi_grid(encoder: nn.Module, grid: Sequence[int]) -> None:
     holes that one large rate leaves (gridding, lesson 04).
     """
     layer = encoder.layer4
-    grid = tuple(grid)
-    if len(grid) != len(layer) or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in grid):
-        raise ValueError(f"multi_grid must be {len(layer)} ints >= 1 (one per block of layer4), got {grid!r}")
+    grid = int_tuple(grid, "multi_grid", length=len(layer))  # one unit rate per block of layer4
     base = 32 // encoder.output_stride
     for block, unit in zip(layer, grid):
         for conv in block.modules():
@@ -184,7 +118,7 @@ def dilate_vgg(vgg: VGGBackbone, output_stride: int) -> VGGBackbone:
     """DeepLab v1's surgery on a ``VGGBackbone``, in place: the pools after stage ``log2(output_stride)``
     become 3x3 max-pools of stride 1 (padding 1, the size is kept) and every convolution after a removed
     pool is dilated by the stride it lost (2 after pool4, 4 after pool5). Returns ``vgg``."""
-    _check_output_stride(output_stride)
+    check_output_stride(output_stride)
     stride, dilation = 1, 1
     for i, layer in enumerate(vgg.features):
         if isinstance(layer, nn.Conv2d):
@@ -210,6 +144,8 @@ class ASPPScoreSum(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, rates: Sequence[int] = (6, 12, 18, 24)):
         super().__init__()
+        in_channels, num_classes = validate.positive_int(in_channels, "in_channels"), check_num_classes(num_classes)
+        rates = int_tuple(rates, "rates")
         self.branches = nn.ModuleList(
             nn.Conv2d(in_channels, num_classes, 3, padding=r, dilation=r) for r in rates
         )
@@ -223,13 +159,15 @@ class ASPPPooling(nn.Sequential):
     (a constant map) back to ``[B, out_channels, h, w]``: every position gets the whole image's context."""
 
     def __init__(self, in_channels: int, out_channels: int):
+        in_channels = validate.positive_int(in_channels, "in_channels")
+        out_channels = validate.positive_int(out_channels, "out_channels")
         super().__init__(
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_channels, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels), nn.ReLU(),
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _upsample(super().forward(x), x.shape[-2:])
+        return upsample_to(super().forward(x), x.shape[-2:])
 
 
 class ASPP(nn.Module):
@@ -243,6 +181,7 @@ class ASPP(nn.Module):
     def __init__(self, in_channels: int, rates: Sequence[int], out_channels: int = 256, dropout: float = 0.5,
                  separable: bool = False):
         super().__init__()
+        rates, dropout = int_tuple(rates, "rates"), validate.probability(dropout, "dropout")
         branches = [conv_bn_relu(in_channels, out_channels, 1)]
         branches += [conv_bn_relu(in_channels, out_channels, 3, r, separable) for r in rates]
         branches.append(ASPPPooling(in_channels, out_channels))
@@ -275,15 +214,20 @@ class DeepLabV1(nn.Module):
     def __init__(self, num_classes: int = 21, backbone="vgg16", output_stride: int = 8, width: int = 16,
                  fc_channels: int | None = None, fc_dilation: int = 12, dropout: float = 0.5):
         super().__init__()
-        _check_num_classes(num_classes)
-        _check_output_stride(output_stride)
+        check_num_classes(num_classes)
+        check_output_stride(output_stride)
+        width, fc_dilation = validate.positive_int(width, "width"), validate.positive_int(fc_dilation, "fc_dilation")
+        if fc_channels is not None:
+            fc_channels = validate.positive_int(fc_channels, "fc_channels")
+        dropout = validate.probability(dropout, "dropout")
         if backbone == "vgg16":
             backbone, fc_channels = VGGBackbone(64), fc_channels or 1024
         elif backbone == "small":
             backbone = VGGBackbone(width, convs=(1, 1, 2, 2, 2), batch_norm=True)
             fc_channels = fc_channels or 16 * width
         elif not isinstance(backbone, VGGBackbone):
-            raise ValueError(f"backbone must be 'vgg16', 'small' or a VGGBackbone, got {backbone!r}")
+            error = ValueError if isinstance(backbone, str) else TypeError
+            raise error(f"backbone must be 'vgg16', 'small' or a VGGBackbone, got {backbone!r}")
         self.backbone = dilate_vgg(backbone, output_stride)
         self.output_stride = output_stride
         rate = max(1, fc_dilation * 8 // output_stride)
@@ -295,8 +239,8 @@ class DeepLabV1(nn.Module):
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x)
-        return _upsample(self.head(self.backbone(x)["pool5"]), x.shape[-2:])
+        check_images(x)
+        return upsample_to(self.head(self.backbone(x)["pool5"]), x.shape[-2:])
 
 
 class DeepLabV2(nn.Module):
@@ -306,24 +250,24 @@ class DeepLabV2(nn.Module):
     def __init__(self, num_classes: int = 21, backbone="resnet101", output_stride: int = 8, width: int = 16,
                  rates: Sequence[int] = (6, 12, 18, 24)):
         super().__init__()
-        _check_num_classes(num_classes)
-        self.output_stride = _check_output_stride(output_stride)
-        self.backbone = _resnet_backbone(backbone, output_stride, width)
+        check_num_classes(num_classes)
+        self.output_stride = check_output_stride(output_stride)
+        self.backbone = resnet_backbone(backbone, output_stride, width)
         self.classifier = ASPPScoreSum(self.backbone.out_channels, num_classes, rates)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x)
-        return _upsample(self.classifier(self.backbone(x)["out"]), x.shape[-2:])
+        check_images(x)
+        return upsample_to(self.classifier(self.backbone(x)["out"]), x.shape[-2:])
 
 
 def _v3_encoder(backbone, output_stride: int, width: int, multi_grid, rates):
     """The encoder DeepLab v3 and v3+ share: ``(output_stride, dilated ResNet with optional multi-grid,
     ASPP rates)`` (the rates default to ``aspp_rates(output_stride)``)."""
-    output_stride = _check_output_stride(output_stride)
-    encoder = _resnet_backbone(backbone, output_stride, width)
+    output_stride = check_output_stride(output_stride)
+    encoder = resnet_backbone(backbone, output_stride, width)
     if multi_grid is not None:
         apply_multi_grid(encoder, multi_grid)
-    return output_stride, encoder, tuple(aspp_rates(output_stride) if rates is None else rates)
+    return output_stride, encoder, aspp_rates(output_stride) if rates is None else int_tuple(rates, "rates")
 
 
 class DeepLabV3(nn.Module):
@@ -348,9 +292,9 @@ class DeepLabV3(nn.Module):
                  aspp_channels: int = 256, multi_grid: Sequence[int] | None = None, separable: bool = False,
                  width: int = 16, dropout: float = 0.5):
         super().__init__()
-        _check_num_classes(num_classes)
+        check_num_classes(num_classes)
         self.output_stride, self.backbone, self.rates = _v3_encoder(backbone, output_stride, width, multi_grid, rates)
-        c = aspp_channels
+        c = validate.positive_int(aspp_channels, "aspp_channels")
         # torchvision's DeepLabHead: ASPP, 3x3 conv + BN + ReLU, 1x1 classifier (index 4)
         self.classifier = nn.Sequential(
             ASPP(self.backbone.out_channels, self.rates, c, dropout, separable),
@@ -359,8 +303,8 @@ class DeepLabV3(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x)
-        return _upsample(self.classifier(self.backbone(x)["out"]), x.shape[-2:])
+        check_images(x)
+        return upsample_to(self.classifier(self.backbone(x)["out"]), x.shape[-2:])
 
 
 class DeepLabV3Plus(nn.Module):
@@ -377,7 +321,10 @@ class DeepLabV3Plus(nn.Module):
                  multi_grid: Sequence[int] | None = None, separable: bool = False, width: int = 16,
                  dropout: float = 0.5):
         super().__init__()
-        _check_num_classes(num_classes)
+        check_num_classes(num_classes)
+        for value, name in ((aspp_channels, "aspp_channels"), (decoder_channels, "decoder_channels"),
+                            (low_level_reduced, "low_level_reduced")):
+            validate.positive_int(value, name)
         self.output_stride, self.backbone, self.rates = _v3_encoder(backbone, output_stride, width, multi_grid, rates)
         self.aspp = ASPP(self.backbone.out_channels, self.rates, aspp_channels, dropout, separable)
         self.reduce = conv_bn_relu(self.backbone.low_level_channels, low_level_reduced, 1)
@@ -388,12 +335,12 @@ class DeepLabV3Plus(nn.Module):
         self.classifier = nn.Conv2d(decoder_channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x)
+        check_images(x)
         features = self.backbone(x)
         low = self.reduce(features["low_level"])
-        high = _upsample(self.aspp(features["out"]), low.shape[-2:])
+        high = upsample_to(self.aspp(features["out"]), low.shape[-2:])
         logits = self.classifier(self.decoder(torch.cat([high, low], dim=1)))
-        return _upsample(logits, x.shape[-2:])
+        return upsample_to(logits, x.shape[-2:])
 
 
 # --------------------------------------------------------------------------- torchvision interop

@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segedu import validate
 from segedu.models.backbones import VGGBackbone, pad_to_multiple
+from segedu.models.common import check_num_classes
 from segedu.ops.upsample import bilinear_kernel
 
 __all__ = ["VARIANTS", "Upsample", "FCNHead", "FCN", "fuse", "small_fcn"]
@@ -50,9 +52,8 @@ class Upsample(nn.Module):
 
     def __init__(self, channels: int, factor: int):
         super().__init__()
-        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
-            raise ValueError(f"factor must be an int >= 2, got {factor!r}")
-        self.factor = factor
+        channels = validate.positive_int(channels, "channels")
+        self.factor = factor = validate.integer(factor, "factor", minimum=2)
         kernel = 2 * factor - factor % 2
         self.conv = nn.ConvTranspose2d(channels, channels, kernel, stride=factor, padding=factor // 2, bias=False)
         with torch.no_grad():
@@ -72,9 +73,13 @@ class FCNHead(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, channels: int = 4096, kernel_size: int = 7, dropout: float = 0.5):
+        in_channels = validate.positive_int(in_channels, "in_channels")
+        channels = validate.positive_int(channels, "channels")
+        kernel_size = validate.positive_int(kernel_size, "kernel_size")
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd (padding keeps the size), got {kernel_size}")
-        if not 0 <= dropout < 1:
+        dropout = validate.number(dropout, "dropout", 0.0)
+        if dropout >= 1:  # p = 1 would zero every feature
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         super().__init__(
             nn.Conv2d(in_channels, channels, kernel_size, padding=kernel_size // 2),  # fc6
@@ -124,10 +129,10 @@ class FCN(nn.Module):
     def __init__(self, num_classes: int, variant: str = "8s", backbone: nn.Module | None = None, *,
                  head_channels: int | None = None, head_kernel: int = 7, dropout: float = 0.5):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        num_classes = check_num_classes(num_classes)
+        validate.choice(variant, "variant", VARIANTS)
+        if head_channels is not None:
+            head_channels = validate.positive_int(head_channels, "head_channels")
         backbone = VGGBackbone() if backbone is None else backbone
         channels = getattr(backbone, "channels", None)
         if not isinstance(channels, dict) or not {"pool3", "pool4", "pool5"} <= set(channels):

@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segedu.models.backbones import _check_images, pad_to_multiple
-from segedu.models.deeplab import _check_input, _check_num_classes, _check_output_stride, _resnet_backbone, _upsample
+from segedu import validate
+from segedu.models.backbones import pad_to_multiple, resnet_backbone
+from segedu.models.common import check_images, check_num_classes, check_output_stride, int_tuple, upsample_to
 
 __all__ = ["lateral_merge", "resnet_stages", "stage_channels", "stage_prefixes", "FeaturePyramid", "SemanticHead",
            "FPN"]
@@ -60,7 +61,7 @@ def resnet_stages(encoder: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 def stage_prefixes(encoder: nn.Module) -> dict[str, nn.Module]:
     """The encoder cut after each stage: ``{"stem": stem, "layer1": stem + layer1, ..., "layer4": ...}``, each an
     ``nn.Sequential`` sharing the encoder's modules. Handy to look inside, e.g. the effective receptive field
-    of a shallow layer (``segedu.metrics.effective_receptive_field``). Stages a short encoder skips
+    of a shallow layer (``segedu.ops.dilation.effective_receptive_field``). Stages a short encoder skips
     (``nn.Identity``, see ``ResNetBackbone(stages=...)``) are left out."""
     names = ["stem", "layer1", "layer2", "layer3", "layer4"]
     names = [n for n in names if not isinstance(getattr(encoder, n), nn.Identity)]
@@ -86,9 +87,10 @@ class FeaturePyramid(nn.Module):
 
     def __init__(self, in_channels: Sequence[int], channels: int = 256):
         super().__init__()
-        in_channels = list(in_channels)
-        if not in_channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in in_channels):
-            raise ValueError(f"in_channels must be a non-empty list of ints >= 1 (one per level), got {in_channels!r}")
+        in_channels = int_tuple(in_channels, "in_channels")  # one per level
+        if not in_channels:
+            raise ValueError("in_channels must name at least one level (a list of ints >= 1), got []")
+        channels = validate.positive_int(channels, "channels")
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
         self.smooth = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in in_channels)
         self.channels = channels
@@ -120,7 +122,10 @@ class SemanticHead(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, channels: int = 128,
                  upsamplings: Sequence[int] = (0, 1, 2, 3)):
         super().__init__()
-        self.upsamplings = tuple(upsamplings)
+        in_channels = validate.positive_int(in_channels, "in_channels")
+        channels = validate.positive_int(channels, "channels")
+        num_classes = check_num_classes(num_classes)
+        self.upsamplings = int_tuple(upsamplings, "upsamplings", minimum=0)
         branches = []
         for n in self.upsamplings:
             layers: list[nn.Module] = []
@@ -161,23 +166,24 @@ class FPN(nn.Module):
     def __init__(self, num_classes: int, backbone=None, *, channels: int = 256, head_channels: int = 128,
                  output_stride: int = 32, width: int = 16):
         super().__init__()
-        _check_num_classes(num_classes)
-        self.output_stride = _check_output_stride(output_stride)
-        self.backbone = _resnet_backbone("resnet50" if backbone is None else backbone, output_stride, width)
+        check_num_classes(num_classes)
+        channels = validate.positive_int(channels, "channels")
+        head_channels = validate.positive_int(head_channels, "head_channels")
+        self.output_stride = check_output_stride(output_stride)
+        self.backbone = resnet_backbone("resnet50" if backbone is None else backbone, output_stride, width)
         self.strides = [4, 8, min(16, output_stride), min(32, output_stride)]
         self.neck = FeaturePyramid(stage_channels(self.backbone), channels)
         ups = [int(math.log2(s // self.strides[0])) for s in self.strides]
         self.head = SemanticHead(channels, num_classes, head_channels, ups)
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        _check_input(x)
-        _check_images(x, self.backbone.in_channels)
+        check_images(x, self.backbone.in_channels)
         return self.neck(resnet_stages(self.backbone, pad_to_multiple(x, self.output_stride)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x)
+        check_images(x)
         height, width = x.shape[-2:]
         scores = self.head(self.pyramid(x))  # stride 4 of the padded input
         size = (scores.shape[-2] * self.strides[0], scores.shape[-1] * self.strides[0])
-        logits = _upsample(scores, size)
+        logits = upsample_to(scores, size)
         return logits[..., :height, :width]

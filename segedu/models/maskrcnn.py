@@ -38,7 +38,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
-from segedu import runtime
+from segedu import runtime, validate
 from segedu.ops.roi import batched_nms
 
 __all__ = ["tiny_body", "TinyBackbone", "mask_rcnn", "DEFAULTS", "raw_detections", "filter_detections", "masks_for_boxes"]
@@ -69,9 +69,7 @@ def tiny_body(width: int = 16) -> nn.Sequential:
     ``stem [B, w, H/2, W/2]`` -> ``layer1 [B, 2w, H/4, W/4]`` -> ``layer2 [B, 4w, H/8, W/8]`` ->
     ``layer3 [B, 8w, H/16, W/16]`` (named children, so torchvision's ``IntermediateLayerGetter`` can tap them).
     BatchNorm, because the body trains from scratch with batches of 16 or more."""
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be an int >= 1, got {width!r}")
-    w = width
+    w = validate.positive_int(width, "width")
     return nn.Sequential(OrderedDict(
         stem=nn.Sequential(_conv(3, w), _conv(w, w, stride=2)),
         layer1=nn.Sequential(_conv(w, 2 * w, stride=2), _conv(2 * w, 2 * w)),
@@ -128,24 +126,19 @@ def mask_rcnn(
         ``scores [N]`` and ``masks [N, 1, H, W]`` (probabilities). ``images`` is a list of ``[3, H, W]``
         tensors in [0, 1]; targets are ``ShapesDataset(variant="instance")`` dicts.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+    if validate.integer(num_classes, "num_classes") < 2:
         raise ValueError(f"num_classes must be an int >= 2 (background + at least one class), got {num_classes!r}")
-    if not isinstance(fpn, bool):
-        raise TypeError(f"fpn must be True or False, got {fpn!r}")
+    validate.flag(fpn, "fpn")
     profile = runtime.profile()
-    image_size = profile.image_size if image_size is None else image_size
-    width = profile.width if width is None else width
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16:
-        raise ValueError(f"image_size must be an int >= 16, got {image_size!r}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be an int >= 1, got {width!r}")
+    image_size = validate.integer(profile.image_size if image_size is None else image_size, "image_size", minimum=16)
+    width = validate.positive_int(profile.width if width is None else width, "width")
 
     # Anchor sizes follow the image: objects span 1/8 to 2/3 of the side whatever the resolution.
     s = image_size / 64
-    ratios = tuple(float(r) for r in aspect_ratios)
+    ratios = tuple(validate.positive_number(r, f"aspect_ratios[{i}]") for i, r in enumerate(aspect_ratios))
     if isinstance(backbone, nn.Module):
         if not hasattr(backbone, "out_channels"):
-            raise ValueError("a custom backbone needs an out_channels attribute (channels of its feature maps)")
+            raise TypeError("a custom backbone needs an out_channels attribute (channels of its feature maps)")
         net, levels = backbone, ["0"]
         anchors = AnchorGenerator(((8 * s, 16 * s, 32 * s),), (ratios,))
     elif backbone == "tiny" and fpn:
@@ -161,7 +154,8 @@ def mask_rcnn(
         net, levels = TinyBackbone(width), ["0"]
         anchors = AnchorGenerator(((8 * s, 16 * s, 32 * s),), (ratios,))
     else:
-        raise ValueError(f"backbone must be 'tiny' or an nn.Module with out_channels, got {backbone!r}")
+        error = ValueError if isinstance(backbone, str) else TypeError
+        raise error(f"backbone must be 'tiny' or an nn.Module with out_channels, got {backbone!r}")
 
     channels = net.out_channels
     hidden = 8 * width  # box head width
@@ -187,12 +181,16 @@ def mask_rcnn(
 
 
 def _image_list(images) -> list[torch.Tensor]:
-    if isinstance(images, torch.Tensor) and images.dim() == 4:
+    expected = "images must be a tensor [B, 3, H, W] or a list of [3, H, W] tensors"
+    if isinstance(images, torch.Tensor):
+        if images.dim() != 4:
+            raise ValueError(f"{expected}, got shape {tuple(images.shape)}")
         return list(images)
-    if isinstance(images, (list, tuple)) and all(isinstance(i, torch.Tensor) and i.dim() == 3 for i in images):
-        return list(images)
-    got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-    raise ValueError(f"images must be a tensor [B, 3, H, W] or a list of [3, H, W] tensors, got {got}")
+    if not isinstance(images, (list, tuple)) or not all(isinstance(i, torch.Tensor) for i in images):
+        raise TypeError(f"{expected}, got {type(images).__name__}")
+    if not all(i.dim() == 3 for i in images):
+        raise ValueError(f"{expected}, got shapes {[tuple(i.shape) for i in images]}")
+    return list(images)
 
 
 def _check_model(model) -> None:
@@ -214,12 +212,14 @@ def raw_detections(model: MaskRCNN, images, score_threshold: float = 0.05) -> li
     Returns one dict per image: ``boxes [N, 4]``, ``labels [N]``, ``scores [N]``, ``masks [N, 1, H, W]``.
     """
     _check_model(model)
+    score_threshold = validate.probability(score_threshold, "score_threshold")
+    images = _image_list(images)
     heads = model.roi_heads
     saved = heads.score_thresh, heads.nms_thresh, heads.detections_per_img, model.training
-    heads.score_thresh, heads.nms_thresh, heads.detections_per_img = float(score_threshold), 1.0, 10**9
+    heads.score_thresh, heads.nms_thresh, heads.detections_per_img = score_threshold, 1.0, 10**9
     model.eval()
     try:
-        return model(_image_list(images))
+        return model(images)
     finally:
         heads.score_thresh, heads.nms_thresh, heads.detections_per_img = saved[:3]
         model.train(saved[3])
@@ -231,8 +231,14 @@ def filter_detections(
     """What Mask R-CNN's post-processing keeps of one image's raw detections (``raw_detections``):
     scores ``> score_threshold``, then class-wise NMS at ``iou_threshold`` (``segedu.ops.roi.batched_nms``,
     by hand), then the ``max_detections`` best. Returns a dict with the same keys, rows selected."""
-    if not isinstance(detections, dict) or not {"boxes", "labels", "scores"} <= set(detections):
-        raise ValueError("detections must be a dict with boxes, labels and scores (one image of raw_detections)")
+    if not isinstance(detections, dict):
+        raise TypeError(f"detections must be a dict (one image of raw_detections), got {type(detections).__name__}")
+    if not {"boxes", "labels", "scores"} <= set(detections):
+        raise ValueError(f"detections must have boxes, labels and scores (one image of raw_detections), "
+                         f"got keys {sorted(detections)}")
+    score_threshold = validate.probability(score_threshold, "score_threshold")
+    iou_threshold = validate.probability(iou_threshold, "iou_threshold")
+    max_detections = validate.integer(max_detections, "max_detections", minimum=0)
     keep = torch.nonzero(detections["scores"] > score_threshold).flatten()
     kept = batched_nms(detections["boxes"][keep], detections["scores"][keep], detections["labels"][keep], iou_threshold)
     keep = keep[kept[:max_detections]]
@@ -254,12 +260,13 @@ def masks_for_boxes(model: MaskRCNN, image: torch.Tensor, boxes: torch.Tensor, l
     from torchvision.models.detection.roi_heads import maskrcnn_inference
     from torchvision.models.detection.transform import resize_boxes
 
-    if not isinstance(image, torch.Tensor) or image.dim() != 3:
-        raise ValueError(f"image must be a tensor [3, H, W], got {getattr(image, 'shape', type(image).__name__)}")
-    if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must be a tensor [N, 4], got {getattr(boxes, 'shape', type(boxes).__name__)}")
-    if not isinstance(labels, torch.Tensor) or labels.shape != boxes.shape[:1]:
-        raise ValueError(f"labels must be a tensor [N] with N = {boxes.shape[0]}, got {getattr(labels, 'shape', labels)}")
+    validate.tensor(image, "image", 3, layout="[3, H, W]")
+    validate.tensor(boxes, "boxes", 2, layout="[N, 4]")
+    if boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be a tensor [N, 4], got shape {tuple(boxes.shape)}")
+    validate.tensor(labels, "labels", layout=f"[N] with N = {boxes.shape[0]}")
+    if labels.shape != boxes.shape[:1]:
+        raise ValueError(f"labels must be a tensor [N] with N = {boxes.shape[0]}, got shape {tuple(labels.shape)}")
     was_training = model.training
     model.eval()
     try:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segedu.models.deeplab import (
-    _check_input, _check_num_classes, _check_output_stride, _resnet_backbone, _upsample, conv_bn_relu,
-)
+from segedu import validate
+from segedu.models.backbones import resnet_backbone
+from segedu.models.common import check_images, check_num_classes, check_output_stride, conv_bn_relu, upsample_to
 
 __all__ = ["DilatedFCN"]
 
@@ -41,9 +41,12 @@ class DilatedFCN(nn.Module):
     def __init__(self, num_classes: int, backbone=None, *, output_stride: int = 8, channels: int | None = None,
                  dropout: float = 0.1, width: int = 16):
         super().__init__()
-        _check_num_classes(num_classes)
-        self.output_stride = _check_output_stride(output_stride)
-        self.backbone = _resnet_backbone("resnet50" if backbone is None else backbone, output_stride, width)
+        check_num_classes(num_classes)
+        self.output_stride = check_output_stride(output_stride)
+        dropout = validate.probability(dropout, "dropout")
+        if channels is not None:
+            channels = validate.positive_int(channels, "channels")
+        self.backbone = resnet_backbone("resnet50" if backbone is None else backbone, output_stride, width)
         c = self.backbone.out_channels
         channels = max(1, c // 4) if channels is None else channels
         # torchvision's FCNHead: same modules, same order (indices 0, 1, 2: conv, BN, ReLU; 3 dropout; 4 classifier)
@@ -51,6 +54,6 @@ class DilatedFCN(nn.Module):
                                         nn.Conv2d(channels, num_classes, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x)
+        check_images(x)
         logits = self.classifier(self.backbone(x)["out"])
-        return _upsample(logits, x.shape[-2:])
+        return upsample_to(logits, x.shape[-2:])

@@ -2,9 +2,9 @@
 
 A pixel alone often cannot tell its class: the same grey hull is a boat on water and a car on a road. The
 context that decides it may lie far away, farther than the network's *effective* receptive field reaches
-(Luo et al., NeurIPS 2016; ``segedu.metrics.effective_receptive_field``), even when the theoretical one
-covers the whole image. PSPNet hands every pixel that context explicitly, with a **pyramid pooling module**
-on the last feature map of a dilated ResNet (output stride 8):
+(Luo et al., NeurIPS 2016; ``segedu.ops.dilation.effective_receptive_field``), even when the theoretical
+one covers the whole image. PSPNet hands every pixel that context explicitly, with a **pyramid pooling
+module** on the last feature map of a dilated ResNet (output stride 8):
 
 1. average-pool the map ``[B, C, h, w]`` to ``b x b`` bins for every ``b`` in ``bins`` (1, 2, 3, 6 in the
    paper): the 1x1 bin is the whole image's summary, the 6x6 bins are summaries of sub-regions;
@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segedu.models.backbones import _check_images
-from segedu.models.deeplab import (
-    _check_input, _check_num_classes, _check_output_stride, _resnet_backbone, _upsample, conv_bn_relu,
+from segedu import validate
+from segedu.models.backbones import resnet_backbone
+from segedu.models.common import (
+    check_images, check_num_classes, check_output_stride, conv_bn_relu, int_tuple, upsample_to,
 )
 from segedu.models.fpn import resnet_stages
 
@@ -39,12 +40,9 @@ __all__ = ["pyramid_pool", "PyramidPooling", "PSPNet"]
 
 
 def _check_bins(bins) -> tuple[int, ...]:
-    try:
-        bins = tuple(bins)
-    except TypeError:
-        raise TypeError(f"bins must be a sequence of ints >= 1, e.g. (1, 2, 3, 6), got {bins!r}") from None
-    if not bins or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bins):
-        raise ValueError(f"bins must be a non-empty sequence of ints >= 1, e.g. (1, 2, 3, 6), got {bins!r}")
+    bins = int_tuple(bins, "bins")
+    if not bins:
+        raise ValueError("bins must be a non-empty sequence of ints >= 1, e.g. (1, 2, 3, 6), got ()")
     return bins
 
 
@@ -56,6 +54,7 @@ def pyramid_pool(x: torch.Tensor, bins: Sequence[int], reduce: Sequence[nn.Modul
     so any ``h`` works, even smaller than ``b``), the reduction, and bilinear upsampling back to ``h x w``
     (``align_corners=False``). The result is ``x`` followed by the pooled maps, in the order of ``bins``.
     """
+    bins = _check_bins(bins)
     if len(bins) != len(reduce):
         raise ValueError(f"bins and reduce must have the same length, got {len(bins)} and {len(reduce)}")
     size = x.shape[-2:]
@@ -80,8 +79,11 @@ class PyramidPooling(nn.Module):
 
     def __init__(self, in_channels: int, bins: Sequence[int] = (1, 2, 3, 6), channels: int | None = None):
         super().__init__()
+        in_channels = validate.positive_int(in_channels, "in_channels")
         self.bins = _check_bins(bins)
-        channels = max(1, in_channels // len(self.bins)) if channels is None else channels
+        if channels is None:
+            channels = max(1, in_channels // len(self.bins))
+        channels = validate.positive_int(channels, "channels")
         # A 1x1 bin is one value per channel and image: BatchNorm normalises it over the batch (PSPNet did
         # the same); a training batch therefore needs at least 2 images.
         self.reduce = nn.ModuleList(conv_bn_relu(in_channels, channels, 1) for _ in self.bins)
@@ -119,13 +121,15 @@ class PSPNet(nn.Module):
                  output_stride: int = 8, channels: int | None = None, aux: bool = False, aux_weight: float = 0.4,
                  dropout: float = 0.1, width: int = 16):
         super().__init__()
-        _check_num_classes(num_classes)
-        self.output_stride = _check_output_stride(output_stride)
-        if not isinstance(aux, bool):
-            raise TypeError(f"aux must be a bool, got {type(aux).__name__}")
-        if isinstance(aux_weight, bool) or not isinstance(aux_weight, (int, float)) or aux_weight < 0:
-            raise ValueError(f"aux_weight must be a number >= 0, got {aux_weight!r}")
-        self.backbone = _resnet_backbone("resnet50" if backbone is None else backbone, output_stride, width)
+        check_num_classes(num_classes)
+        self.output_stride = check_output_stride(output_stride)
+        bins = _check_bins(bins)
+        aux = validate.flag(aux, "aux")
+        aux_weight = validate.number(aux_weight, "aux_weight", minimum=0.0)
+        dropout = validate.probability(dropout, "dropout")
+        if channels is not None:
+            channels = validate.positive_int(channels, "channels")
+        self.backbone = resnet_backbone("resnet50" if backbone is None else backbone, output_stride, width)
         c = self.backbone.out_channels
         channels = max(1, c // 4) if channels is None else channels
         self.ppm = PyramidPooling(c, bins)
@@ -143,23 +147,27 @@ class PSPNet(nn.Module):
             )
 
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None):
-        _check_input(x)
+        check_images(x)
         size = x.shape[-2:]
-        if target is not None and (not isinstance(target, torch.Tensor) or target.dtype != torch.int64
-                                   or tuple(target.shape) != (x.shape[0], *size)):
-            got = f"{target.dtype} {tuple(target.shape)}" if isinstance(target, torch.Tensor) else type(target).__name__
-            raise ValueError(f"target must be int64 masks [B, H, W] = {(x.shape[0], *size)}, got {got}")
+        if target is not None:
+            # a float or uint8 mask is a wrong type (TypeError), a mask of another size a wrong value (ValueError)
+            want = f"target must be int64 masks [B, H, W] = {(x.shape[0], *size)}"
+            if not isinstance(target, torch.Tensor) or target.dtype != torch.int64:
+                got = f"dtype {target.dtype}" if isinstance(target, torch.Tensor) else type(target).__name__
+                raise TypeError(f"{want}, got {got}")
+            if tuple(target.shape) != (x.shape[0], *size):
+                raise ValueError(f"{want}, got shape {tuple(target.shape)}")
         b = self.backbone
         if self.aux_head is None or target is None:
             features = b(x)["out"]
         else:  # run the stages one by one to keep layer3's output for the auxiliary head
-            _check_images(x, b.in_channels)
+            check_images(x, b.in_channels)
             *_, middle, features = resnet_stages(b, x)
-        logits = _upsample(self.head(self.ppm(features)), size)
+        logits = upsample_to(self.head(self.ppm(features)), size)
         if target is None:
             return logits
         losses = {"out": F.cross_entropy(logits, target, ignore_index=255)}
         if self.aux_head is not None:
-            aux = _upsample(self.aux_head(middle), size)
+            aux = upsample_to(self.aux_head(middle), size)
             losses["aux"] = self.aux_weight * F.cross_entropy(aux, target, ignore_index=255)
         return losses

@@ -28,7 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segedu import validate
 from segedu.models.backbones import pad_to_multiple
+from segedu.models.common import check_images, check_num_classes
 
 __all__ = ["center_crop", "unet_output_size", "unet_input_size", "mirror_pad", "DoubleConv", "UNet", "MirrorContext"]
 
@@ -36,10 +38,10 @@ PADDINGS = ("same", "valid")
 UPS = ("transpose", "bilinear")
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+def _check_map(x) -> None:
+    validate.tensor(x, "x", layout="[..., H, W]")
+    if x.dim() < 2:
+        raise ValueError(f"x must be a tensor [..., H, W] (at least 2-D), got shape {tuple(x.shape)}")
 
 
 def center_crop(x: torch.Tensor, size) -> torch.Tensor:
@@ -48,12 +50,11 @@ def center_crop(x: torch.Tensor, size) -> torch.Tensor:
     When ``H - h`` is odd the extra row is cut at the bottom (``top = (H - h) // 2``), likewise for
     columns. U-Net crops the encoder's features this way before concatenating them to the decoder's.
     """
-    if not isinstance(x, torch.Tensor) or x.dim() < 2:
-        raise TypeError(f"x must be a tensor [..., H, W], got {type(x).__name__}")
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    _check_map(x)
+    h, w = validate.pair(size, "size", minimum=1)
     height, width = x.shape[-2:]
-    if not (0 < h <= height and 0 < w <= width):
-        raise ValueError(f"size must be at most the size of x {(height, width)} and positive, got {(h, w)}")
+    if not (h <= height and w <= width):
+        raise ValueError(f"size must be at most the size of x {(height, width)}, got {(h, w)}")
     top, left = (height - h) // 2, (width - w) // 2
     return x[..., top : top + h, left : left + w]
 
@@ -80,10 +81,9 @@ def unet_output_size(input_size: int, depth: int = 4, padding: str = "valid") ->
     Raises ``ValueError`` for an input no valid U-Net of this depth accepts, naming the nearest sizes that
     work (they are ``2**depth`` apart).
     """
-    _check_int(input_size, "input_size", 1)
-    _check_int(depth, "depth", 1)
-    if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    input_size = validate.positive_int(input_size, "input_size")
+    depth = validate.positive_int(depth, "depth")
+    validate.choice(padding, "padding", PADDINGS)
     if padding == "same":
         return input_size
     size, why = _trace(input_size, depth)
@@ -105,8 +105,8 @@ def unet_input_size(output_size: int, depth: int = 4) -> int:
     below it, the bottleneck adds 4, then every encoder level doubles and adds 4. ``unet_input_size(388)``
     is 572 at depth 4; the output of that input is >= ``output_size`` (equal when the size is reachable).
     """
-    _check_int(output_size, "output_size", 1)
-    _check_int(depth, "depth", 1)
+    output_size = validate.positive_int(output_size, "output_size")
+    depth = validate.positive_int(depth, "depth")
     size = output_size
     for _ in range(depth):
         size = -(-(size + 4) // 2)  # ceil: the map below must produce at least this many pixels
@@ -131,8 +131,9 @@ def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) ->
     accepts margins smaller than the map; wider margins keep reflecting, like ``numpy.pad(mode="reflect")``.
     Done by index arithmetic: a gather, no loop.
     """
-    for amount in (top, bottom, left, right):
-        _check_int(amount, "pad", 0)
+    _check_map(x)
+    top, bottom, left, right = (validate.integer(amount, name, minimum=0) for amount, name in
+                                ((top, "top"), (bottom, "bottom"), (left, "left"), (right, "right")))
     height, width = x.shape[-2:]
     if (min(height, width) < 2 and (top or bottom or left or right)):
         raise ValueError(f"cannot mirror a map of size {(height, width)}: it needs at least 2 pixels per side")
@@ -149,7 +150,9 @@ class DoubleConv(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding: str = "same"):
-        p = 1 if padding == "same" else 0
+        in_channels = validate.positive_int(in_channels, "in_channels")
+        out_channels = validate.positive_int(out_channels, "out_channels")
+        p = 1 if validate.choice(padding, "padding", PADDINGS) == "same" else 0
         super().__init__(
             nn.Conv2d(in_channels, out_channels, 3, padding=p, bias=False),
             nn.BatchNorm2d(out_channels),
@@ -190,16 +193,12 @@ class UNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 3, base: int = 64, depth: int = 4,
                  padding: str = "same", up: str = "transpose", skips: bool = True):
         super().__init__()
-        _check_int(num_classes, "num_classes", 1)
-        _check_int(in_channels, "in_channels", 1)
-        _check_int(base, "base", 1)
-        _check_int(depth, "depth", 1)
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        if up not in UPS:
-            raise ValueError(f"up must be one of {UPS}, got {up!r}")
-        if not isinstance(skips, bool):
-            raise TypeError(f"skips must be a bool, got {type(skips).__name__}")
+        num_classes = check_num_classes(num_classes)
+        in_channels = validate.positive_int(in_channels, "in_channels")
+        base, depth = validate.positive_int(base, "base"), validate.positive_int(depth, "depth")
+        validate.choice(padding, "padding", PADDINGS)
+        validate.choice(up, "up", UPS)
+        validate.flag(skips, "skips")
         self.num_classes, self.in_channels, self.depth = num_classes, in_channels, depth
         self.padding, self.skips = padding, skips
         widths = [base * 2**i for i in range(depth + 1)]
@@ -223,14 +222,13 @@ class UNet(nn.Module):
 
     def input_size_for(self, output_size: int) -> int:
         """Smallest input side whose output is at least ``output_size`` ("same": ``output_size`` itself)."""
+        output_size = validate.positive_int(output_size, "output_size")
         return output_size if self.padding == "same" else unet_input_size(output_size, self.depth)
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every level's feature map: ``enc0 .. enc{depth-1}``, ``bottleneck``, ``dec{depth-1} .. dec0`` and
         ``logits`` (level i is at 1 / 2**i of the (padded) input; "valid" maps are smaller)."""
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be [B, {self.in_channels}, H, W], got {got}")
+        check_images(x, self.in_channels)
         height, width = x.shape[-2:]
         if self.padding == "same":
             x = pad_to_multiple(x, 2**self.depth)  # every pool then halves an even map

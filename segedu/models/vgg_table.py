@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from segedu import validate
+
 __all__ = ["LayerRow", "vgg16_table", "format_table", "fc_share", "convolutionalize", "fully_convolutional_vgg"]
 
 
@@ -99,14 +101,8 @@ def convolutionalize(linear: nn.Linear, in_channels: int, kernel_size) -> nn.Con
     """
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
-    if isinstance(kernel_size, int) and not isinstance(kernel_size, bool):
-        kernel_size = (kernel_size, kernel_size)
-    if (not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2
-            or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in kernel_size)):
-        raise ValueError(f"kernel_size must be an int >= 1 or a pair of them, got {kernel_size!r}")
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
-    kh, kw = kernel_size
+    kh, kw = validate.pair(kernel_size, "kernel_size", minimum=1)
+    in_channels = validate.positive_int(in_channels, "in_channels")
     if linear.in_features != in_channels * kh * kw:
         raise ValueError(
             f"linear.in_features ({linear.in_features}) must equal in_channels * kh * kw = "
