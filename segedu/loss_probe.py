@@ -34,6 +34,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch.func import vmap
 
+from segedu import validate
 from segedu.losses import LOSSES
 
 __all__ = ["PIXELS", "Sweep", "probe_scene", "sweep", "logit"]
@@ -54,12 +55,12 @@ def logit(p: torch.Tensor) -> torch.Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
-def _check_probability(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+def _open_probability(value, name: str) -> float:
+    """A number strictly between 0 and 1 (its type and finiteness checked by ``segedu.validate``)."""
+    value = validate.number(value, name)
     if not 0.0 < value < 1.0:
         raise ValueError(f"{name} must lie strictly between 0 and 1, got {value}")
-    return float(value)
+    return value
 
 
 def probe_scene(ratio: float = 0.1, size: int = 32, confidence: float = 0.9, dtype=torch.float64):
@@ -71,16 +72,18 @@ def probe_scene(ratio: float = 0.1, size: int = 32, confidence: float = 0.9, dty
         size: image side S (>= 4).
         confidence: probability every pixel gives its true class, in (0, 1).
 
+    A wrong type (``size=2.5``, ``ratio=True``) raises ``TypeError``, a value out of range ``ValueError``
+    (the rule of ``segedu.validate``).
+
     Returns:
         ``(logits [1, 1, S, S], target int64 [1, S, S], pixels)`` with ``pixels`` a dict
         ``{"positive": (row, col), "negative": (row, col)}``: the blob's centre and the top-left corner.
     """
-    ratio = _check_probability(ratio, "ratio")
+    ratio = _open_probability(ratio, "ratio")
     if ratio > 0.5:
         raise ValueError(f"ratio must be at most 0.5 (foreground is the rare class here), got {ratio}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 4:
-        raise ValueError(f"size must be an int >= 4, got {size!r}")
-    confidence = _check_probability(confidence, "confidence")
+    size = validate.integer(size, "size", minimum=4)
+    confidence = _open_probability(confidence, "confidence")
     n = size * size
     count = max(1, round(ratio * n))
     # Distance of every pixel to the centre pixel; the `count` nearest form the blob (stable sort: ties
@@ -129,8 +132,7 @@ def sweep(
         loss = LOSSES[loss].function
     elif not callable(loss):
         raise TypeError(f"loss must be a name in LOSSES or a function, got {type(loss).__name__}")
-    if pixel not in PIXELS:
-        raise ValueError(f"pixel must be one of {PIXELS}, got {pixel!r}")
+    validate.choice(pixel, "pixel", PIXELS)
     p = torch.as_tensor(probabilities, dtype=torch.float64).flatten()
     if p.numel() == 0 or not ((p > 0) & (p < 1)).all():
         raise ValueError(f"probabilities must be a non-empty sequence in (0, 1), got {p.tolist()[:6]}")

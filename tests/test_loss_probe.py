@@ -108,6 +108,13 @@ def test_logit_inverts_the_sigmoid():
         ({"ratio": 0.7}, ValueError, "ratio must be at most 0.5"),
         ({"ratio": 0.0}, ValueError, "ratio must lie"),
         ({"size": 3}, ValueError, "size must be an int >= 4"),
+        ({"size": -1}, ValueError, "size must be an int >= 4"),
+        ({"size": True}, TypeError, "size"),
+        ({"size": 16.5}, TypeError, "size"),
+        ({"ratio": True}, TypeError, "ratio"),
+        ({"confidence": "0.9"}, TypeError, "confidence"),
+        ({"confidence": float("nan")}, ValueError, "confidence"),
+        ({"pixel": 1}, TypeError, "pixel"),
         ({"confidence": 1.0}, ValueError, "confidence"),
     ],
 )

@@ -293,6 +293,52 @@ def test_cross_entropy_matches_torch(mode):
     torch.testing.assert_close(ours, theirs)
 
 
+def test_binary_cross_entropy_defaults_to_the_binary_form():
+    """The function named after binary cross-entropy computes it on [B, 1, H, W] logits."""
+    logits, target = make_batch("binary", seed=20, ignore_frac=0.0)
+    expected = F.binary_cross_entropy_with_logits(logits[:, 0], target.double())
+    torch.testing.assert_close(L.binary_cross_entropy(logits, target), expected)
+    torch.testing.assert_close(L.binary_cross_entropy(logits[:, 0], target[:, None].double()), expected)
+    torch.testing.assert_close(L.BinaryCrossEntropyLoss()(logits, target), expected)
+    assert L.BinaryCrossEntropyLoss().mode == "binary" and L.CrossEntropyLoss().mode == "multiclass"
+    assert L.DiceLoss().mode == "multiclass"
+    # with ignored pixels: the mean over the others
+    logits, target = make_batch("binary", seed=21)
+    valid = target != IGNORE
+    torch.testing.assert_close(
+        L.binary_cross_entropy(logits, target),
+        F.binary_cross_entropy_with_logits(logits[:, 0][valid], target[valid].double()))
+
+
+@pytest.mark.parametrize("ignore_index", [IGNORE, -100, 1])
+def test_cross_entropy_is_the_categorical_form(ignore_index):
+    logits, target = make_batch("multiclass", seed=22)
+    if ignore_index != IGNORE:
+        target = torch.where(target == IGNORE, ignore_index, target)
+    expected = F.cross_entropy(logits, target, ignore_index=ignore_index)
+    torch.testing.assert_close(L.cross_entropy(logits, target, ignore_index=ignore_index), expected)
+    torch.testing.assert_close(L.CrossEntropyLoss(ignore_index=ignore_index)(logits, target), expected)
+    torch.testing.assert_close(
+        L.binary_cross_entropy(logits, target, mode="multiclass", ignore_index=ignore_index), expected)
+    # and its binary mode is binary_cross_entropy
+    z, y = make_batch("binary", seed=23)
+    torch.testing.assert_close(L.cross_entropy(z, y, mode="binary"), L.binary_cross_entropy(z, y))
+
+
+def test_channel_count_that_contradicts_the_name_is_a_clear_error():
+    """[B, C, H, W] logits with C >= 2 could be C sigmoids or one softmax: BCE does not guess."""
+    logits, target = make_batch("multiclass", seed=24)
+    with pytest.raises(ValueError, match=r"binary_cross_entropy.*\[B, 1, H, W\].*use cross_entropy"):
+        L.binary_cross_entropy(logits, target)
+    with pytest.raises(ValueError, match=r"binary_cross_entropy.*use cross_entropy"):
+        L.BinaryCrossEntropyLoss()(logits, target)
+    z, y = make_batch("binary", seed=25)
+    with pytest.raises(ValueError, match=r"cross_entropy.*C >= 2.*use binary_cross_entropy"):
+        L.cross_entropy(z, y)
+    with pytest.raises(ValueError, match="mode='binary' expects logits"):
+        L.dice_loss(logits, target, mode="binary")
+
+
 def test_binary_focal_matches_torchvision():
     logits, target = make_batch("binary", seed=4, ignore_frac=0.0)
     t = target[:, None].double()
@@ -494,7 +540,9 @@ def test_focal_weights_hard_pixels_more_than_easy_ones():
 
 def test_table_lists_every_loss_once_with_family_and_formula():
     functions = {n for n in L.__all__ if n.endswith(("_loss", "_entropy"))}
-    assert functions == set(L.LOSSES)
+    # cross_entropy is the categorical form of the binary_cross_entropy row, not a row of its own
+    assert functions == set(L.LOSSES) | {"cross_entropy"}
+    assert "Reference" in L.cross_entropy.__doc__ and "Formula" in L.cross_entropy.__doc__
     assert {info.family for info in L.LOSSES.values()} == {
         "distribution", "region", "boundary", "compounded"}
     for name, (fn, family, formula) in L.LOSSES.items():
@@ -508,7 +556,7 @@ def test_module_wrapper_equals_function(name):
     module = MODULES[name](mode="multiclass", reduction="none")
     assert isinstance(module, torch.nn.Module)
     torch.testing.assert_close(module(logits, target),
-                               L.LOSSES[name].function(logits, target, reduction="none"))
+                               L.LOSSES[name].function(logits, target, mode="multiclass", reduction="none"))
     assert "mode='multiclass'" in repr(module)
     with pytest.raises(TypeError, match="unknown parameter"):
         MODULES[name](not_a_parameter=1)
@@ -539,6 +587,11 @@ def test_module_passes_its_parameters():
         (lambda x, t: L.dice_loss(x[:, :1], t.clamp(max=2), mode="binary"), ValueError, "0..1"),
         (lambda x, t: L.dice_loss(x[:, :1], t.float() / 3, mode="binary"), ValueError, "0..1"),
         (lambda x, t: L.dice_loss(x, t, ignore_index=2.5), TypeError, "ignore_index"),
+        (lambda x, t: L.dice_loss(x, t, ignore_index=True), TypeError, "ignore_index"),
+        (lambda x, t: L.DiceLoss(ignore_index=2.5), TypeError, "ignore_index"),
+        (lambda x, t: L.dice_loss(x, t, mode=None), TypeError, "mode"),
+        (lambda x, t: L.focal_loss(x, t, gamma=True), TypeError, "gamma"),
+        (lambda x, t: L.focal_loss(x, t, gamma=-1.0), ValueError, "gamma"),
         (lambda x, t: L.dice_loss(x, t, smooth=-1.0), ValueError, "smooth"),
         (lambda x, t: L.focal_loss(x, t, alpha=1.5), ValueError, "alpha"),
         (lambda x, t: L.focal_loss(x, t, gamma="2"), TypeError, "gamma"),
