@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+__all__ = ["build_parser", "main"]
+
 
 def _lessons(args) -> int:
     from segedu.course import lesson_index
@@ -49,8 +51,10 @@ def _train(args) -> int:
     from segedu.distributed import check_arguments, train
 
     try:  # argument errors get one clear line, before any process starts training
-        check_arguments(args.model, args.data, args.schedule, args.width)
-    except (ValueError, FileNotFoundError) as error:
+        check_arguments(args.model, args.data, args.schedule, args.width, steps=args.steps,
+                        image_size=args.image_size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                        train_images=args.train_images, val_images=args.val_images, workers=args.workers)
+    except (TypeError, ValueError, FileNotFoundError) as error:
         print(f"python -m segedu train: error: {error}", file=sys.stderr)
         return 2
     s = train(args.model, args.data, args.steps, args.out, image_size=args.image_size, batch_size=args.batch_size,

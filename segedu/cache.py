@@ -26,7 +26,6 @@ import functools
 import hashlib
 import inspect
 import os
-import random
 import types
 import warnings
 from pathlib import Path
@@ -36,9 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from segedu.runtime import rng_state, set_rng_state
+
 ENV_VAR = "SEGEDU_CACHE"
 
-__all__ = ["ENV_VAR", "cache_dir", "fingerprint", "Unfingerprintable"]
+__all__ = ["ENV_VAR", "cache_dir", "fingerprint", "Unfingerprintable", "entry", "store", "load"]
 
 
 class Unfingerprintable(Exception):
@@ -186,28 +187,53 @@ def fingerprint(*parts: Any) -> str | None:
     return hasher.digest.hexdigest()
 
 
-def rng_state() -> dict:
-    """Python, NumPy and torch generator states, as tensors and plain values (``weights_only`` loads them)."""
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+# --------------------------------------------------------------------------- stored results
+
+
+def entry(name: str, *parts: Any) -> Path | None:
+    """The file for the result of ``name(*parts)``: ``$SEGEDU_CACHE/<name>-<key>.pt``, keyed by
+    ``fingerprint(name, *parts)``; ``None`` when the cache is off or a part has no stable description.
+
+    Nor is the cache used under torch.distributed: a rank that answered from the cache would never join the
+    others' all-reduces.
+    """
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    folder = cache_dir() if not distributed else None
+    if folder is None:
+        return None
+    key = fingerprint(name, *parts)
+    return None if key is None else folder / f"{name}-{key[:32]}.pt"
+
+
+def store(path: Path, model: nn.Module, optimizer, scheduler, history: dict) -> None:
+    """Write what a training run left behind: the trained weights, the optimizer's and scheduler's state,
+    ``history`` (plain values) and the random generators' state (``runtime.rng_state``)."""
     state = {
-        "python": torch.tensor(internal, dtype=torch.int64),
-        "python_version": version,
-        "python_gauss": gauss,
-        "numpy": torch.from_numpy(keys.astype(np.int64)),
-        "numpy_rest": [name, pos, has_gauss, cached],
-        "torch": torch.get_rng_state(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if hasattr(scheduler, "state_dict") else None,
+        "history": history,
+        "rng": rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
-def set_rng_state(state: dict) -> None:
-    """Undo of ``rng_state``."""
-    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
-    name, pos, has_gauss, cached = state["numpy_rest"]
-    np.random.set_state((name, state["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def load(path: Path, model: nn.Module, optimizer, scheduler, verbose: bool = False) -> dict | None:
+    """Undo of ``store``: restore the weights, the optimizer's and scheduler's state and the random
+    generators into the given objects and return the stored history dict; ``None`` when there is no such
+    file. Reads with ``weights_only=True``; ``verbose`` prints one line on what was reused."""
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])  # the model is already on its device: values are copied there
+    optimizer.load_state_dict(state["optimizer"])
+    if state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])  # the generators as training left them
+    history = state["history"]
+    if verbose:
+        print(f"{path.name.split('-')[0]}: reused an identical earlier run from ${ENV_VAR} ({path.name}); "
+              f"{history['steps']} steps, trained in {history['seconds']:.1f} s")
+    return history

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from segedu import runtime, zoo
+from segedu import runtime, validate, zoo
 
 __all__ = [
     "Context", "setup", "teardown", "wrap", "unwrap", "average_buffers", "state_digest",
@@ -71,14 +71,17 @@ class Context:
         return self.backend is not None
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    """The integer in environment variable ``name`` (``default`` when unset): a string that is not an int
+    ``>= minimum`` is a wrong value (``ValueError``)."""
     value = os.environ.get(name)
     if value is None:
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name} must be an int, got {value!r}") from None
+        raise ValueError(f"environment variable {name} must be an int >= {minimum}, got {value!r}") from None
+    return validate.integer(number, f"environment variable {name}", minimum=minimum)
 
 
 def setup(device: str | torch.device | None = None) -> Context:
@@ -91,11 +94,11 @@ def setup(device: str | torch.device | None = None) -> Context:
     Returns:
         a ``Context``. Call ``teardown`` at the end (also after an error).
     """
-    world_size = _env_int("WORLD_SIZE", 1)
+    world_size = _env_int("WORLD_SIZE", 1, minimum=1)
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    if world_size < 1 or not 0 <= rank < world_size:
+    if rank >= world_size:
         raise ValueError(f"RANK must be in [0, WORLD_SIZE), got RANK={rank}, WORLD_SIZE={world_size}")
-    device = torch.device(device) if device is not None else runtime.device()
+    device = validate.torch_device(device) if device is not None else runtime.device()
     if world_size == 1:
         return Context(device=device)
     if device.type == "cuda":
@@ -250,13 +253,28 @@ def make_data(spec: str, ctx: Context, *, image_size: int, batch_size: int, seed
 # --------------------------------------------------------------------------- the command
 
 
-def check_arguments(model: str, data: str, schedule: str = "cosine", width: int | None = None) -> dict:
+def check_arguments(model: str, data: str, schedule: str = "cosine", width: int | None = None, *,
+                    steps: int | None = None, image_size: int | None = None, batch_size: int | None = None,
+                    lr: float | None = None, seed: int = 0, train_images: int | None = None,
+                    val_images: int | None = None, workers: int = 0) -> dict:
     """The checks ``train`` runs before anything starts: the data source (``parse_data``), the schedule, the
-    model name and width. Raises ``ValueError`` (``FileNotFoundError`` for a missing VOC folder); returns the
-    model's ``zoo.model_spec`` for one class."""
+    model name and width, and the sizes (``None``: not given, the profile's default).
+
+    ``segedu.validate``'s rule: a wrong type raises ``TypeError``, a wrong value ``ValueError`` (a missing VOC
+    folder ``FileNotFoundError``). Returns the model's ``zoo.model_spec`` for one class.
+    """
     parse_data(data)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    validate.choice(schedule, "schedule", SCHEDULES)
+    for name, value in (("steps", steps), ("image_size", image_size), ("batch_size", batch_size),
+                        ("train_images", train_images)):
+        if value is not None:
+            validate.positive_int(value, name)
+    if lr is not None:
+        validate.positive_number(lr, "lr")
+    validate.integer(seed, "seed")
+    if val_images is not None:
+        validate.integer(val_images, "val_images", minimum=0)  # 0: no validation
+    validate.integer(workers, "workers", minimum=0)
     return zoo.model_spec(model, 1, **({} if width is None else {"width": width}))
 
 
@@ -273,15 +291,18 @@ def train(model: str, data: str, steps: int, out: str | os.PathLike, *, image_si
     over the run (Loshchilov & Hutter, "SGDR", ICLR 2017), ``"constant"`` keeps it. The decay matters for
     short runs of BatchNorm models: while the weights still move fast, the running statistics used in eval
     mode lag behind them (lesson 11). Rank 0 evaluates on the validation set and writes the checkpoint
-    (``segedu.train.save_checkpoint``; metadata: the ``zoo.model_spec``, classes, settings, losses and
+    (``segedu.checkpoint.save_checkpoint``; metadata: the ``zoo.model_spec``, classes, settings, losses and
     metrics - ``zoo.load_model(out)`` rebuilds it). ``digest``: a folder where every rank writes
     ``rank<R>.json`` with its ``state_digest`` and losses (to check that the ranks agree).
 
     Returns a summary dict (on every rank; ``"val"`` only on rank 0).
     """
-    from segedu.train import evaluate, fit, save_checkpoint
+    from segedu.checkpoint import save_checkpoint
+    from segedu.train import evaluate, fit
 
-    spec = check_arguments(model, data, schedule, width)  # clear errors before any process group is formed
+    # clear errors before any process group is formed
+    spec = check_arguments(model, data, schedule, width, steps=steps, image_size=image_size, batch_size=batch_size,
+                           lr=lr, seed=seed, train_images=train_images, val_images=val_images, workers=workers)
     profile = runtime.profile()
     image_size = profile.image_size if image_size is None else image_size
     batch_size = profile.batch_size if batch_size is None else batch_size

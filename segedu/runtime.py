@@ -1,7 +1,9 @@
 """Where code runs and how big the experiments are.
 
 * ``device()`` picks CUDA, then Apple's MPS, then the CPU.
-* ``seed_everything(seed)`` makes a run repeatable (Python, NumPy, torch).
+* ``seed_everything(seed)`` makes a run repeatable (Python, NumPy, torch);
+  ``rng_state()`` / ``set_rng_state(state)`` save and restore those generators
+  (``segedu.cache`` restores them after reusing a training run).
 * ``profile()`` returns every size a lesson uses. ``quick`` runs the whole
   course in minutes on a 2-core laptop (and in CI); ``full`` is the thorough
   version for a GPU. ``SEGEDU_PROFILE=quick|full`` overrides the default.
@@ -20,6 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from segedu import validate
+
+__all__ = ["ENV_VAR", "device", "seed_everything", "rng_state", "set_rng_state", "Profile", "PROFILES", "profile"]
+
 ENV_VAR = "SEGEDU_PROFILE"
 
 
@@ -35,11 +41,37 @@ def device() -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy and torch (all devices)."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = validate.integer(seed, "seed")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch generator states, as tensors and plain values (``weights_only`` loads them)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": torch.tensor(internal, dtype=torch.int64),
+        "python_version": version,
+        "python_gauss": gauss,
+        "numpy": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_rest": [name, pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Undo of ``rng_state``."""
+    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
+    name, pos, has_gauss, cached = state["numpy_rest"]
+    np.random.set_state((name, state["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @dataclass(frozen=True)
@@ -123,7 +155,9 @@ def profile(name: str | None = None) -> Profile:
     """
     if name is None:
         name = os.environ.get(ENV_VAR) or ("full" if torch.cuda.is_available() else "quick")
-    key = str(name).strip().lower()
+    if not isinstance(name, str):
+        raise TypeError(f"profile name must be a str ({', '.join(sorted(PROFILES))}), got {type(name).__name__}")
+    key = name.strip().lower()
     if key not in PROFILES:
         raise ValueError(
             f"unknown profile {name!r} (from argument or ${ENV_VAR}); "

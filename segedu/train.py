@@ -1,40 +1,36 @@
-"""The training loop every lesson uses: ``fit``, ``evaluate``, ``predict`` and checkpoints.
+"""The training loop every lesson uses: ``fit``, ``evaluate`` and ``predict``.
 
 ``fit`` is the plain PyTorch loop (forward, loss, backward, optimizer step) with what a course needs
-around it: data from three kinds of sources, a ``tqdm`` progress bar (a widget in JupyterLab, text in a
-terminal), mixed precision on a GPU, periodic validation, a callback for live widgets, and a ``History``
-of what happened. Nothing is hidden: read ``_step`` to see one optimizer step.
+around it: data from three kinds of sources (``segedu.batches``), a ``tqdm`` progress bar (a widget in
+JupyterLab, text in a terminal), mixed precision on a GPU, periodic validation, a callback for live
+widgets, and a ``History`` of what happened. Nothing is hidden: read ``_Step`` to see one optimizer step.
 
 Mixed precision follows Micikevicius et al., "Mixed Precision Training", ICLR 2018: the forward pass runs
 in 16-bit under ``torch.autocast``; with float16 (narrow exponent range) the loss is scaled before the
 backward pass so small gradients do not underflow (``GradScaler``); bfloat16 has float32's range and
 needs no scaling, so it is preferred where the GPU supports it.
 
-Checkpoints hold only state dicts and plain values, so ``torch.load(path, weights_only=True)`` reads them
-(no pickled code runs when you open a file someone sent you).
+Checkpoints live in ``segedu.checkpoint``; the opt-in reuse of identical earlier runs in ``segedu.cache``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
-from torch.utils.data._utils.collate import default_collate
 from tqdm.auto import tqdm
 
-from segedu import cache, runtime
+from segedu import cache, runtime, validate
+from segedu.batches import eval_batches, num_images, source_kind, split_pair, to_device, train_batches
 from segedu.metrics import ConfusionMatrix, boundary_f1
 
-__all__ = ["History", "fit", "evaluate", "predict", "save_checkpoint", "load_checkpoint"]
+__all__ = ["History", "fit", "evaluate", "predict"]
 
 
 # --------------------------------------------------------------------------- history
@@ -77,96 +73,7 @@ class History:
         return text + f", {self.seconds:.1f} s, {self.images_per_second:.0f} img/s)"
 
 
-# --------------------------------------------------------------------------- data sources
-
-
-def _collate(items: list) -> Any:
-    """Stack ``(image, mask)`` items; keep lists for detection targets (dicts with a varying number of
-    objects cannot be stacked: torchvision's detection models take lists of images and of target dicts)."""
-    if isinstance(items[0], (tuple, list)) and len(items[0]) == 2 and isinstance(items[0][1], dict):
-        return [item[0] for item in items], [item[1] for item in items]
-    return default_collate(items)
-
-
-def _num_images(x: Any) -> int:
-    return len(x) if isinstance(x, (list, tuple)) else int(x.shape[0])
-
-
-def _kind(data: Any, name: str) -> str:
-    """Which of the three kinds of source ``data`` is: ``"batch"``, ``"dataset"`` or ``"iterable"``."""
-    if callable(getattr(data, "batch", None)):
-        kind = "batch"
-    elif isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-        kind = "dataset"
-    elif isinstance(data, Iterable):
-        return "iterable"
-    else:
-        raise TypeError(
-            f"{name} must have a .batch(indices) method, be a torch Dataset, or be an iterable of (x, y) "
-            f"batches; got {type(data).__name__}"
-        )
-    if len(data) < 1:
-        raise ValueError(f"{name} is empty (len 0)")
-    return kind
-
-
-def _train_batches(data: Any, batch_size: int, seed: int) -> Iterator:
-    """Endless stream of training batches from any of the three kinds of source."""
-    generator = torch.Generator().manual_seed(seed)
-    kind = _kind(data, "train_data")
-    if kind == "batch":
-        # Render whole batches at once (vectorized, on the dataset's device): no per-item Python work.
-        while True:
-            yield data.batch(torch.randint(len(data), (batch_size,), generator=generator))
-    if kind == "dataset":
-        data = DataLoader(
-            data, batch_size, shuffle=True, generator=generator, drop_last=len(data) >= batch_size,
-            collate_fn=_collate,
-        )  # a new shuffle every epoch, from the seeded generator
-    done = 0
-    while True:  # cycle; a one-shot iterator that runs dry must not loop forever
-        before = done
-        for item in data:
-            done += 1
-            yield item
-        if done == before:
-            raise ValueError(
-                f"train_data ran out after {done} batches (an iterator can be read only once): pass a list, "
-                "a DataLoader or a Dataset, or an iterator with at least `steps` batches"
-            )
-
-
-def _eval_batches(data: Any, batch_size: int) -> Iterator:
-    """One ordered pass over an evaluation source."""
-    kind = _kind(data, "data")
-    if kind == "batch":
-        for start in range(0, len(data), batch_size):
-            yield data.batch(torch.arange(start, min(len(data), start + batch_size)))
-    elif kind == "dataset":
-        yield from DataLoader(data, batch_size, shuffle=False, collate_fn=_collate)
-    else:
-        yield from data
-
-
-def _to(obj: Any, device: torch.device, channels_last: bool = False) -> Any:
-    """Move tensors (inside lists, tuples and dicts too) to ``device``; 4-D images optionally channels-last."""
-    if isinstance(obj, torch.Tensor):
-        obj = obj.to(device, non_blocking=True)
-        if channels_last and obj.dim() == 4 and obj.is_floating_point():
-            obj = obj.contiguous(memory_format=torch.channels_last)
-        return obj
-    if isinstance(obj, dict):
-        return {k: _to(v, device, channels_last) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to(v, device, channels_last) for v in obj)
-    return obj
-
-
-def _split(batch: Any, name: str) -> tuple[Any, Any]:
-    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-        raise ValueError(f"{name} must yield (x, y) pairs, got {type(batch).__name__} of length "
-                         f"{len(batch) if hasattr(batch, '__len__') else '?'}")
-    return batch[0], batch[1]
+# --------------------------------------------------------------------------- model outputs
 
 
 def _logits(out: Any) -> torch.Tensor:
@@ -180,27 +87,13 @@ def _logits(out: Any) -> torch.Tensor:
     return out
 
 
-# --------------------------------------------------------------------------- argument checks
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
-def _positive_number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return value
+# --------------------------------------------------------------------------- arguments
 
 
 def _auto_flag(value: Any, name: str, device: torch.device) -> bool:
     """``"auto"`` -> on for CUDA only; ``True``/``False`` force."""
-    if value == "auto" and isinstance(value, str):
+    if validate.choice(value, name, ["auto", True, False]) == "auto":
         return device.type == "cuda"
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
     return value
 
 
@@ -213,35 +106,122 @@ def _amp_dtype(amp: Any, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-# --------------------------------------------------------------------------- fit
+def _check_fit_arguments(model, train_data, loss_fn, steps, optimizer, val_data, batch_size, lr, val_every,
+                         callback, seed, grad_clip) -> tuple[int, int, Any, int | None, int]:
+    """``fit``'s checks, by ``segedu.validate``'s rule (a wrong type raises ``TypeError``, a wrong value
+    ``ValueError``); returns ``steps, batch_size, lr, val_every, seed`` with the profile's defaults filled in."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
+    steps = validate.positive_int(steps, "steps")
+    batch_size = validate.positive_int(runtime.profile().batch_size if batch_size is None else batch_size,
+                                       "batch_size")
+    if optimizer is not None and lr is not None:
+        raise ValueError("pass either optimizer or lr (lr is only used to build the default Adam optimizer)")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+    lr = runtime.profile().lr if lr is None else lr
+    validate.positive_number(lr, "lr")  # checked but kept as given (an int stays an int): it is in the cache key
+    if val_every is not None:
+        val_every = validate.positive_int(val_every, "val_every")
+    if grad_clip is not None:
+        validate.positive_number(grad_clip, "grad_clip")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    seed = validate.integer(seed, "seed")
+    source_kind(train_data, "train_data")
+    if val_data is not None:
+        source_kind(val_data, "val_data")
+    return steps, batch_size, lr, val_every, seed
 
 
-def _step(model, x, y, loss_fn, optimizer, scaler, autocast, grad_clip) -> tuple[torch.Tensor, dict]:
-    """One optimizer step; returns the (detached) loss and its named parts (empty unless a dict)."""
-    with autocast:
-        if loss_fn is None:  # the model computes its own loss (torchvision detection models)
-            out = model(x, y)
-            parts = out if isinstance(out, dict) else {}
-            loss = sum(parts.values()) if parts else out
-            if not isinstance(loss, torch.Tensor):
-                raise TypeError(f"with loss_fn=None, model(x, y) must return a loss tensor or a dict of them, "
-                                f"got {type(out).__name__}")
+# --------------------------------------------------------------------------- one step, progress
+
+
+class _Step:
+    """One training step of ``fit``: the batch to the device, forward, loss, backward, optimizer (and
+    scheduler) step; the loss and its parts go into the ``History``.
+
+    ``amp_dtype`` float16 brings a ``GradScaler`` (the loss is scaled so small gradients survive and
+    unscaled before clipping); bfloat16 needs none (Micikevicius et al., ICLR 2018).
+    """
+
+    def __init__(self, model, loss_fn, optimizer, scheduler, device, amp_dtype, channels_last, grad_clip):
+        self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
+        self.device, self.channels_last, self.grad_clip = device, channels_last, grad_clip
+        self.scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+        self.autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+
+    def __call__(self, batch: Any, step: int, history: History) -> int:
+        """Train on ``batch`` (``step`` = steps done, 1-based); returns its number of images."""
+        x, y = split_pair(batch, "train_data")
+        x, y = to_device(x, self.device, self.channels_last), to_device(y, self.device)
+        loss, parts = self.optimize(x, y)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        value = loss.item()  # one device sync per step: the price of a live loss curve
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"the loss became {value} at step {step}: lower lr, clip gradients (grad_clip=1.0) "
+                "or check the data and loss_fn"
+            )
+        history.loss.append(value)
+        for name, part in parts.items():
+            history.parts.setdefault(name, []).append(part.item())
+        history.steps = step
+        return num_images(x)
+
+    def optimize(self, x: Any, y: Any) -> tuple[torch.Tensor, dict]:
+        """One optimizer step; returns the (detached) loss and its named parts (empty unless a dict)."""
+        model, optimizer, scaler, grad_clip = self.model, self.optimizer, self.scaler, self.grad_clip
+        with self.autocast:
+            if self.loss_fn is None:  # the model computes its own loss (torchvision detection models)
+                out = model(x, y)
+                parts = out if isinstance(out, dict) else {}
+                loss = sum(parts.values()) if parts else out
+                if not isinstance(loss, torch.Tensor):
+                    raise TypeError(f"with loss_fn=None, model(x, y) must return a loss tensor or a dict of "
+                                    f"them, got {type(out).__name__}")
+            else:
+                loss, parts = self.loss_fn(_logits(model(x)), y), {}
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:  # float16: scale the loss so small gradients survive, unscale before clipping
+            scaler.scale(loss).backward()
+            if grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
         else:
-            loss, parts = loss_fn(_logits(model(x)), y), {}
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:  # float16: scale the loss so small gradients survive, unscale before clipping
-        scaler.scale(loss).backward()
-        if grad_clip is not None:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-    return loss.detach(), {k: v.detach() for k, v in parts.items()}
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        return loss.detach(), {k: v.detach() for k, v in parts.items()}
+
+
+class _Progress:
+    """``fit``'s ``tqdm`` bar: steps done, the smoothed loss and the last validation mIoU."""
+
+    def __init__(self, steps: int, enabled: bool):
+        self.bar = tqdm(total=steps, disable=not enabled, desc="fit", unit="step", dynamic_ncols=True)
+        self.running: float | None = None
+
+    def update(self, history: History) -> None:
+        value = history.loss[-1]
+        self.running = value if self.running is None else 0.9 * self.running + 0.1 * value  # smoothed for display
+        postfix = {"loss": f"{self.running:.4f}"}
+        if history.last_val:
+            postfix["val_mIoU"] = f"{history.last_val['miou']:.3f}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# --------------------------------------------------------------------------- fit
 
 
 def fit(
@@ -303,31 +283,10 @@ def fit(
         a ``History``. The model is left in **eval mode** on ``device``: ready for ``evaluate``,
         ``predict`` or a widget; call ``model.train()`` to go on training.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if loss_fn is not None and not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
-    _positive_int(steps, "steps")
-    batch_size = _positive_int(runtime.profile().batch_size if batch_size is None else batch_size, "batch_size")
-    if optimizer is not None and lr is not None:
-        raise ValueError("pass either optimizer or lr (lr is only used to build the default Adam optimizer)")
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
-    lr = _positive_number(runtime.profile().lr if lr is None else lr, "lr")
-    if val_every is not None:
-        _positive_int(val_every, "val_every")
-    if grad_clip is not None:
-        _positive_number(grad_clip, "grad_clip")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")
-    _kind(train_data, "train_data")
-    if val_data is not None:
-        _kind(val_data, "val_data")
-
-    device = torch.device(device) if device is not None else runtime.device()
-    autocast_dtype = _amp_dtype(amp, device)
+    steps, batch_size, lr, val_every, seed = _check_fit_arguments(
+        model, train_data, loss_fn, steps, optimizer, val_data, batch_size, lr, val_every, callback, seed, grad_clip)
+    device = validate.torch_device(device) if device is not None else runtime.device()
+    amp_dtype = _amp_dtype(amp, device)
     use_channels_last = _auto_flag(channels_last, "channels_last", device)
     if num_classes is None:
         num_classes = getattr(val_data, "num_classes", None) or getattr(train_data, "num_classes", None)
@@ -340,64 +299,31 @@ def fit(
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if scheduler is not None and not hasattr(scheduler, "step"):
         scheduler = scheduler(optimizer)  # a factory: optimizer -> scheduler
-    scaler = torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
-    autocast = (
-        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-    )
 
     # An identical earlier run (same package code, initial weights, data, loss and arguments) is reused when
-    # $SEGEDU_CACHE names a folder; a callback watches the run as it happens, so it always trains. Nor is it
-    # used under torch.distributed: a rank that answered from the cache would never join the others' all-reduces.
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    path, folder = None, cache.cache_dir() if callback is None and not distributed else None
-    if folder is not None:
-        key = cache.fingerprint(
-            "fit", model, train_data, loss_fn, steps, optimizer, val_data, device.type, str(autocast_dtype),
-            use_channels_last, batch_size, lr, num_classes, val_every, seed, scheduler, grad_clip,
-        )
-        if key is not None:
-            path = folder / f"fit-{key[:32]}.pt"
-            cached = _load_cached(path, model, optimizer, scheduler, progress)
-            if cached is not None:
-                return cached
+    # $SEGEDU_CACHE names a folder (segedu.cache); a callback watches the run as it happens, so it always trains.
+    path = cache.entry("fit", model, train_data, loss_fn, steps, optimizer, val_data, device.type, str(amp_dtype),
+                       use_channels_last, batch_size, lr, num_classes, val_every, seed, scheduler,
+                       grad_clip) if callback is None else None
+    stored = cache.load(path, model, optimizer, scheduler, verbose=progress) if path is not None else None
+    if stored is not None:
+        model.eval()
+        return History(**{**stored, "cached": True})
 
-    history = History()
-    batches = _train_batches(train_data, batch_size, seed)
-    bar = tqdm(total=steps, disable=not progress, desc="fit", unit="step", dynamic_ncols=True)
-    start = time.perf_counter()
-    train_seconds, images, running = 0.0, 0, None
+    train_step = _Step(model, loss_fn, optimizer, scheduler, device, amp_dtype, use_channels_last, grad_clip)
+    history, batches, bar = History(), train_batches(train_data, batch_size, seed), _Progress(steps, progress)
+    start, train_seconds, images = time.perf_counter(), 0.0, 0
     model.train()
     try:
         for step in range(1, steps + 1):
             t0 = time.perf_counter()
-            x, y = _split(next(batches), "train_data")
-            x, y = _to(x, device, use_channels_last), _to(y, device)
-            loss, parts = _step(model, x, y, loss_fn, optimizer, scaler, autocast, grad_clip)
-            if scheduler is not None:
-                scheduler.step()
-            value = loss.item()  # one device sync per step: the price of a live loss curve
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"the loss became {value} at step {step}: lower lr, clip gradients (grad_clip=1.0) "
-                    "or check the data and loss_fn"
-                )
-            history.loss.append(value)
-            for name, part in parts.items():
-                history.parts.setdefault(name, []).append(part.item())
-            history.steps = step
-            images += _num_images(x)
+            images += train_step(next(batches), step, history)
             train_seconds += time.perf_counter() - t0
-
-            running = value if running is None else 0.9 * running + 0.1 * value  # smoothed for display
             if val_data is not None and (step == steps or (val_every is not None and step % val_every == 0)):
                 metrics = evaluate(model, val_data, num_classes, batch_size=batch_size, device=device)
                 history.val.append({"step": step, **metrics})
                 model.train()
-            postfix = {"loss": f"{running:.4f}"}
-            if history.last_val:
-                postfix["val_mIoU"] = f"{history.last_val['miou']:.3f}"
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
+            bar.update(history)
             if callback is not None:
                 callback(step, model, history)
                 model.train()  # a callback may have switched to eval mode for a snapshot
@@ -407,44 +333,19 @@ def fit(
         history.seconds = time.perf_counter() - start
         history.images_per_second = images / train_seconds if train_seconds > 0 else 0.0
     if path is not None:
-        _store_cached(path, model, optimizer, scheduler, history)
-    return history
-
-
-def _store_cached(path: Path, model: nn.Module, optimizer, scheduler, history: History) -> None:
-    state = {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if hasattr(scheduler, "state_dict") else None,
-        "history": dataclasses.asdict(history),
-        "rng": cache.rng_state(),
-    }
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
-
-
-def _load_cached(path: Path, model: nn.Module, optimizer, scheduler, progress: bool) -> History | None:
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])  # the model is already on its device: values are copied there
-    optimizer.load_state_dict(state["optimizer"])
-    if state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    cache.set_rng_state(state["rng"])  # the generators as training left them
-    model.eval()
-    history = History(**{**state["history"], "cached": True})
-    if progress:
-        print(f"fit: reused an identical earlier run from ${cache.ENV_VAR} ({path.name}); "
-              f"{history.steps} steps, trained in {history.seconds:.1f} s")
+        cache.store(path, model, optimizer, scheduler, dataclasses.asdict(history))
     return history
 
 
 # --------------------------------------------------------------------------- evaluate / predict
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def _place(model: nn.Module, device: Any) -> torch.device:
+    """The device to run on: ``device`` (the model is moved there) or, when ``None``, the model's own."""
+    if device is not None:
+        device = validate.torch_device(device)
+        model.to(device)
+        return device
     param = next(model.parameters(), None)
     return param.device if param is not None else runtime.device()
 
@@ -477,20 +378,20 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _kind(data, "data")
-    batch_size = _positive_int(runtime.profile().batch_size if batch_size is None else batch_size, "batch_size")
-    if device is not None:
-        model.to(device)
-    device = _model_device(model) if device is None else torch.device(device)
+    source_kind(data, "data")
+    batch_size = validate.positive_int(runtime.profile().batch_size if batch_size is None else batch_size,
+                                       "batch_size")
+    ignore_index = validate.ignore_index(ignore_index)
+    device = _place(model, device)
     num_classes = num_classes if num_classes is not None else getattr(data, "num_classes", None)
 
     was_training = model.training
     model.eval()
     matrix, bf_sum, bf_count, images = None, 0.0, 0, 0
     try:
-        for batch in _eval_batches(data, batch_size):
-            x, y = _split(batch, "data")
-            x, y = _to(x, device), _to(y, device)
+        for batch in eval_batches(data, batch_size):
+            x, y = split_pair(batch, "data")
+            x, y = to_device(x, device), to_device(y, device)
             logits = _logits(model(x)).float()
             if matrix is None:
                 matrix = ConfusionMatrix(num_classes or logits.shape[1], ignore_index)
@@ -499,7 +400,7 @@ def evaluate(
                              reduction="none")  # per image, so the mean is over images, not batches
             bf_sum += float(bf.nan_to_num(0).sum())
             bf_count += int((~bf.isnan()).sum())
-            images += _num_images(x)
+            images += num_images(x)
     finally:
         model.train(was_training)
     if matrix is None:
@@ -521,12 +422,10 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device | str |
     Runs in eval mode without gradients on ``device`` (default: the model's device) and returns the labels
     on the images' device; the model's mode is restored afterwards.
     """
-    if not isinstance(images, torch.Tensor) or images.dim() not in (3, 4):
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a tensor [B, C, H, W] or [C, H, W], got {shape}")
-    if device is not None:
-        model.to(device)
-    device = _model_device(model) if device is None else torch.device(device)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    validate.tensor(images, "images", (3, 4), layout="[B, C, H, W] or [C, H, W]")
+    device = _place(model, device)
     single = images.dim() == 3
     was_training = model.training
     model.eval()
@@ -536,67 +435,3 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device | str |
         model.train(was_training)
     labels = logits.argmax(1).to(images.device)
     return labels[0] if single else labels
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-_FORMAT = "segedu-checkpoint-v1"
-_PLAIN = (str, int, float, bool, type(None), torch.Tensor)
-
-
-def _check_plain(value: Any, where: str) -> None:
-    """Only values ``torch.load(weights_only=True)`` can read back: numbers, strings, tensors, containers."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, (str, int)):
-                raise TypeError(f"checkpoint metadata {where} has a key of type {type(key).__name__}; use str")
-            _check_plain(item, f"{where}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]")
-    elif not isinstance(value, _PLAIN):
-        raise TypeError(
-            f"checkpoint metadata {where} is a {type(value).__name__}; only numbers, strings, tensors, lists "
-            "and dicts load with weights_only=True (for a History pass dataclasses.asdict(history))"
-        )
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    **extra: Any) -> Path:
-    """Save the model's (and optimizer's) state dict plus plain metadata ``extra`` (e.g. ``step=300,
-    classes=[...]``) to ``path``; returns the path. Written to a temporary file first, then renamed, so an
-    interrupted save never leaves a broken checkpoint behind."""
-    _check_plain(extra, "extra")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "format": _FORMAT,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "extra": extra,
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def _read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """The whole ``save_checkpoint`` file (``{"format", "model", "optimizer", "extra"}``), format checked."""
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a segedu checkpoint (expected format {_FORMAT!r})")
-    return state
-
-
-def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    map_location: str | torch.device = "cpu") -> dict:
-    """Load a ``save_checkpoint`` file into ``model`` (strictly: every key must match) and, if given,
-    ``optimizer``; returns the ``extra`` metadata. Reads with ``weights_only=True``."""
-    state = _read_checkpoint(path, map_location)
-    model.load_state_dict(state["model"])
-    if optimizer is not None:
-        if state["optimizer"] is None:
-            raise ValueError(f"{path} holds no optimizer state, but an optimizer was passed")
-        optimizer.load_state_dict(state["optimizer"])
-    return state["extra"]

@@ -30,7 +30,7 @@ from typing import Any
 
 from torch import nn
 
-from segedu import runtime
+from segedu import runtime, validate
 
 __all__ = ["MODEL_NAMES", "SMALL_ASPP_RATES", "model_spec", "build_model", "describe", "load_model",
            "count_parameters", "conv2d_flops", "forward_flops", "latency"]
@@ -53,7 +53,9 @@ MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
 def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or name.lower() not in _REGISTRY:
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str, one of {', '.join(MODEL_NAMES)}; got {type(name).__name__}")
+    if name.lower() not in _REGISTRY:
         raise ValueError(f"model name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
     return name.lower()
 
@@ -100,12 +102,8 @@ def model_spec(name: str, num_classes: int, profile: Any = None, *, width: int |
         **kw: constructor arguments that replace the defaults (e.g. ``depth=3``, ``backbone="resnet50"``).
     """
     name = _check_name(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-    if width is None:
-        width = _profile_width(profile)
-    elif isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be an int >= 1, got {width!r}")
+    num_classes = validate.positive_int(num_classes, "num_classes")
+    width = _profile_width(profile) if width is None else validate.positive_int(width, "width")
     kwargs = {**_defaults(name, width, kw), **kw}
     if isinstance(kwargs.get("rates"), tuple):
         kwargs["rates"] = list(kwargs["rates"])  # plain list: checkpoints hold it with weights_only=True
@@ -145,9 +143,9 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.M
     The checkpoint's metadata holds the ``model_spec`` under ``"spec"``; returns ``(model in eval mode,
     metadata)``. Reads with ``torch.load(..., weights_only=True)``.
     """
-    from segedu.train import _read_checkpoint
+    from segedu.checkpoint import read_checkpoint
 
-    state = _read_checkpoint(path, map_location)  # read once: the spec and the weights are in the same file
+    state = read_checkpoint(path, map_location)  # read once: the spec and the weights are in the same file
     extra = state["extra"]
     spec = extra.get("spec") if isinstance(extra, dict) else None
     if not isinstance(spec, dict) or not {"name", "num_classes", "kwargs"} <= set(spec):
@@ -177,7 +175,11 @@ def conv2d_flops(conv: nn.Conv2d, input_shape: tuple[int, int, int, int]) -> int
         raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
     if isinstance(conv.padding, str):
         raise ValueError("conv has string padding ('same'/'valid'): give it explicit padding")
-    b, _, h, w = input_shape
+    if not isinstance(input_shape, (tuple, list)):  # torch.Size is a tuple
+        raise TypeError(f"input_shape must be a tuple (B, C_in, H, W), got {type(input_shape).__name__}")
+    if len(input_shape) != 4:
+        raise ValueError(f"input_shape must be (B, C_in, H, W), got {tuple(input_shape)}")
+    b, _, h, w = (validate.integer(n, "input_shape", minimum=0) for n in input_shape)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
     h_out = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     w_out = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
@@ -212,8 +214,8 @@ def latency(model: nn.Module, x: "torch.Tensor", repeats: int = 5, warmup: int =
 
     import torch
 
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    repeats = validate.positive_int(repeats, "repeats")
+    warmup = validate.integer(warmup, "warmup", minimum=0)
     device = next(model.parameters()).device
     x = x.to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -82,6 +82,18 @@ def test_other_data_or_loss_is_a_miss(cache_dir):
                    progress=False, device="cpu").cached
 
 
+def test_entry_names_a_file_only_when_the_cache_is_on(tmp_path, monkeypatch):
+    monkeypatch.delenv(cache.ENV_VAR, raising=False)
+    assert cache.entry("fit", 1, 2) is None
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    path = cache.entry("fit", 1, 2)
+    assert path.parent == tmp_path and path.name == f"fit-{cache.fingerprint('fit', 1, 2)[:32]}.pt"
+    assert cache.entry("fit", 1, 3) != path
+    assert cache.load(path, nn.Linear(1, 1), None, None) is None  # nothing stored yet
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    assert cache.entry("fit", 1, 2) is None
+
+
 def test_a_callback_always_trains(cache_dir):
     run()
     seen = []

@@ -70,6 +70,9 @@ def test_one_process_on_a_voc_folder(tmp_path, capsys):
     (["--model", "unet", "--data", "voc:/no/such/folder"], "VOC folder not found: /no/such/folder"),
     (["--model", "unet", "--data", "imagenet"], "'shapes' or 'voc:PATH'.*got 'imagenet'"),
     (["--model", "unet", "--data", "shapes", "--width", "0"], "width must be an int >= 1, got 0"),
+    (["--model", "unet", "--data", "shapes", "--batch-size", "0"], "batch_size must be an int >= 1, got 0"),
+    (["--model", "unet", "--data", "shapes", "--lr", "-1"], "lr must be a finite number.*got -1.0"),
+    (["--model", "unet", "--data", "shapes", "--val-images", "-1"], "val_images must be an int >= 0, got -1"),
 ])
 def test_bad_arguments_fail_with_one_clear_line(tmp_path, capsys, args, message):
     out = tmp_path / "never.pt"
@@ -116,9 +119,32 @@ def test_setup_without_torchrun_is_one_process(monkeypatch):
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(ValueError, match="RANK must be in"):
         distributed.setup("cpu")
+    monkeypatch.setenv("RANK", "one")
+    with pytest.raises(ValueError, match="environment variable RANK must be an int >= 0, got 'one'"):
+        distributed.setup("cpu")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "0")
+    with pytest.raises(ValueError, match="environment variable WORLD_SIZE must be an int >= 1, got 0"):
+        distributed.setup("cpu")
 
 
 def test_unknown_schedule_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="schedule must be one of"):
         distributed.train("unet", "shapes", 1, tmp_path / "x.pt", schedule="step")
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("kw, error, message", [
+    (dict(steps=True), TypeError, "steps must be an int >= 1, got bool True"),
+    (dict(steps=2.5), TypeError, "steps must be an int >= 1, got float 2.5"),
+    (dict(steps=-1), ValueError, "steps must be an int >= 1, got -1"),
+    (dict(width=2.5), TypeError, "width must be an int >= 1, got float 2.5"),
+    (dict(image_size=0), ValueError, "image_size must be an int >= 1, got 0"),
+    (dict(seed=1.5), TypeError, "seed must be an int, got float 1.5"),
+    (dict(workers=-1), ValueError, "workers must be an int >= 0, got -1"),
+    (dict(schedule=1), TypeError, "schedule must be one of"),
+])
+def test_train_checks_every_argument_before_training(tmp_path, kw, error, message):
+    with pytest.raises(error, match=message):
+        distributed.train("unet", "shapes", out=tmp_path / "x.pt", **{"steps": 1, **kw})
     assert not (tmp_path / "x.pt").exists()

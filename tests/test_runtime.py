@@ -1,5 +1,8 @@
 import dataclasses
+import io
+import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +25,25 @@ def test_seed_everything_repeats_random_numbers():
     assert torch.equal(a, torch.rand(5))
     with pytest.raises(TypeError, match="seed"):
         runtime.seed_everything("1")
+    for wrong in (True, 2.5):
+        with pytest.raises(TypeError, match="seed must be an int"):
+            runtime.seed_everything(wrong)
+
+
+def test_rng_state_restores_python_numpy_and_torch():
+    runtime.seed_everything(5)
+    state = runtime.rng_state()
+    first = (torch.rand(3), np.random.rand(2).tolist(), random.random())
+    runtime.seed_everything(6)  # somewhere else entirely
+    runtime.set_rng_state(state)
+    second = (torch.rand(3), np.random.rand(2).tolist(), random.random())
+    assert torch.equal(first[0], second[0]) and first[1:] == second[1:]
+    # only tensors and plain values: a weights_only load reads it back
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    runtime.set_rng_state(torch.load(buffer, weights_only=True))
+    assert torch.equal(torch.rand(3), first[0])
 
 
 def test_profile_default_and_override(monkeypatch):
@@ -39,6 +61,8 @@ def test_unknown_profile_lists_valid_names(monkeypatch):
     monkeypatch.setenv(runtime.ENV_VAR, "huge")
     with pytest.raises(ValueError, match="full, quick"):
         runtime.profile()
+    with pytest.raises(TypeError, match="profile name must be a str"):
+        runtime.profile(3)
 
 
 def test_profile_is_frozen_and_full_is_bigger():

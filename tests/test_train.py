@@ -1,8 +1,7 @@
 """segedu.train: fit on the three kinds of data source, determinism, self-computed losses, validation,
-callbacks, checkpoints that load with weights_only=True, evaluate/predict, and argument errors."""
+callbacks, evaluate/predict, and argument errors (checkpoints: tests/test_checkpoint.py)."""
 
 import copy
-import dataclasses
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from torch import nn
 from torch.utils.data import Subset, TensorDataset
 
 from segedu.data.shapes import ShapesDataset
-from segedu.train import History, evaluate, fit, load_checkpoint, predict, save_checkpoint
+from segedu.train import History, evaluate, fit, predict
 
 NUM_CLASSES = 3
 
@@ -195,6 +194,12 @@ def test_evaluate_perfect_model_on_every_kind_of_source():
         assert result["iou"] == [1.0] * NUM_CLASSES and result["images"] == 10
     assert model.training  # evaluate restores the mode it found
     assert [len(c) for c in scenes.calls] == [4, 4, 2]
+    with pytest.raises(TypeError, match="batch_size must be an int >= 1, got float 2.5"):
+        evaluate(model, scenes, NUM_CLASSES, batch_size=2.5)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        evaluate(model, scenes, NUM_CLASSES, batch_size=0)
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        evaluate(model, scenes, NUM_CLASSES, ignore_index=2.5)
 
 
 def test_evaluate_counts_ignored_pixels_out_and_reads_torchvision_style_outputs():
@@ -224,38 +229,10 @@ def test_predict_returns_labels():
     labels = predict(model, scenes.images)
     assert labels.dtype == torch.int64 and torch.equal(labels, scenes.masks)
     assert torch.equal(predict(model, scenes.images[0]), scenes.masks[0])
-    with pytest.raises(ValueError, match=r"images must be a tensor \[B, C, H, W\].*\(16, 16\)"):
+    with pytest.raises(ValueError, match=r"images must be .*\[B, C, H, W\] or \[C, H, W\].*\(16, 16\)"):
         predict(model, scenes.images[0, 0])
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def test_checkpoint_round_trip_loads_with_weights_only(tmp_path):
-    model = tiny_model(1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    history = fit(model, ArgmaxScenes(), CE, 2, optimizer=optimizer, batch_size=4, device="cpu", progress=False)
-    path = save_checkpoint(tmp_path / "sub" / "model.pt", model, optimizer, step=2, classes=["bg", "a", "b"],
-                           history=dataclasses.asdict(history))
-    raw = torch.load(path, weights_only=True)  # no pickled objects inside
-    assert set(raw) == {"format", "model", "optimizer", "extra"}
-
-    fresh = tiny_model(2)
-    fresh_optimizer = torch.optim.Adam(fresh.parameters(), lr=1e-3)
-    extra = load_checkpoint(path, fresh, fresh_optimizer)
-    assert extra["step"] == 2 and extra["classes"] == ["bg", "a", "b"] and extra["history"]["loss"] == history.loss
-    for key, value in model.state_dict().items():
-        assert torch.equal(fresh.state_dict()[key], value)
-    assert fresh_optimizer.state_dict()["state"][0]["step"] == 2
-
-    with pytest.raises(TypeError, match=r"extra\['history'\] is a History"):
-        save_checkpoint(tmp_path / "bad.pt", model, history=history)
-    save_checkpoint(tmp_path / "no_opt.pt", model)
-    with pytest.raises(ValueError, match="holds no optimizer state"):
-        load_checkpoint(tmp_path / "no_opt.pt", fresh, fresh_optimizer)
-    torch.save({"weights": 1}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a segedu checkpoint"):
-        load_checkpoint(tmp_path / "other.pt", fresh)
+    with pytest.raises(TypeError, match="images must be a torch.Tensor"):
+        predict(model, scenes.images.tolist())
 
 
 # --------------------------------------------------------------------------- argument errors
@@ -266,18 +243,27 @@ def test_checkpoint_round_trip_loads_with_weights_only(tmp_path):
     [
         (dict(steps=0), ValueError, "steps must be an int >= 1, got 0"),
         (dict(batch_size=0), ValueError, "batch_size must be an int >= 1, got 0"),
-        (dict(amp="yes"), ValueError, "amp must be 'auto', True or False, got 'yes'"),
-        (dict(channels_last=1), ValueError, "channels_last must be 'auto', True or False"),
-        (dict(lr=-1.0), ValueError, "lr must be a number > 0, got -1.0"),
+        (dict(steps=True), TypeError, "steps must be an int >= 1, got bool True"),
+        (dict(steps=2.5), TypeError, "steps must be an int >= 1, got float 2.5"),
+        (dict(batch_size=True), TypeError, "batch_size must be an int >= 1, got bool"),
+        (dict(amp="yes"), ValueError, r"amp must be one of \['auto', True, False\], got 'yes'"),
+        (dict(channels_last=1), TypeError, r"channels_last must be one of \['auto', True, False\], got int 1"),
+        (dict(lr=-1.0), ValueError, r"lr must be a finite number.* 0.*got -1.0"),
+        (dict(lr="fast"), TypeError, "lr must be a real number, got str"),
         (dict(val_every=0), ValueError, "val_every must be an int >= 1"),
-        (dict(grad_clip=0), ValueError, "grad_clip must be a number > 0"),
+        (dict(val_every=2.5), TypeError, "val_every must be an int >= 1, got float 2.5"),
+        (dict(grad_clip=0), ValueError, r"grad_clip must be a finite number.* 0.*got 0.0"),
+        (dict(seed=1.5), TypeError, "seed must be an int, got float 1.5"),
+        (dict(device=3), TypeError, "device must be a str or torch.device"),
         (dict(callback=3), TypeError, "callback must be callable"),
         (dict(train_data=5), TypeError, "train_data must have a .batch"),
         (dict(train_data=TensorDataset(torch.zeros(0, 3, 4, 4))), ValueError, "train_data is empty"),
         (dict(model="net"), TypeError, "model must be a torch.nn.Module, got str"),
         (dict(loss_fn="ce"), TypeError, "loss_fn must be callable or None, got str"),
         (dict(optimizer="adam", lr=None), TypeError, "optimizer must be a torch.optim.Optimizer"),
-        (dict(train_data=[torch.zeros(2, 3, 4, 4)]), ValueError, r"train_data must yield \(x, y\) pairs"),
+        (dict(train_data=[torch.zeros(2, 3, 4, 4)]), TypeError, r"train_data must yield \(x, y\) pairs, got Tensor"),
+        (dict(train_data=[(torch.zeros(2, 3, 4, 4),) * 3]), ValueError,
+         r"train_data must yield \(x, y\) pairs, got tuple of length 3"),
     ],
 )
 def test_argument_errors(kwargs, error, message):

@@ -7,7 +7,7 @@ import torch
 
 from segedu import runtime, zoo
 from segedu.models.deeplab import DeepLabV3, aspp_rates
-from segedu.train import save_checkpoint
+from segedu.checkpoint import save_checkpoint
 
 
 @pytest.mark.parametrize("name", zoo.MODEL_NAMES)
@@ -64,6 +64,22 @@ def test_names_are_case_insensitive_and_unknown_names_raise():
         zoo.build_model("unet", 0)
     with pytest.raises(TypeError, match="profile"):
         zoo.model_spec("unet", 2, profile=3)
+    with pytest.raises(TypeError, match="model name must be a str"):
+        zoo.build_model(3, 2)
+
+
+@pytest.mark.parametrize("kw, error, message", [
+    (dict(num_classes=True), TypeError, "num_classes must be an int >= 1, got bool True"),
+    (dict(num_classes=2.5), TypeError, "num_classes must be an int >= 1, got float 2.5"),
+    (dict(num_classes=-1), ValueError, "num_classes must be an int >= 1, got -1"),
+    (dict(width=True), TypeError, "width must be an int >= 1, got bool True"),
+    (dict(width=2.5), TypeError, "width must be an int >= 1, got float 2.5"),
+    (dict(width=-1), ValueError, "width must be an int >= 1, got -1"),
+])
+def test_sizes_follow_the_validation_rule(kw, error, message):
+    args = {"name": "unet", "num_classes": 3, **kw}
+    with pytest.raises(error, match=message):
+        zoo.model_spec(**args)
 
 
 def test_load_model_rebuilds_from_the_checkpoint_spec(tmp_path):
@@ -121,5 +137,15 @@ def test_count_parameters_and_latency():
     assert 0 < seconds < 1 and model.training
     with pytest.raises(ValueError, match="repeats"):
         zoo.latency(model, torch.rand(1, 3, 8, 8), repeats=0)
+    with pytest.raises(TypeError, match="repeats must be an int >= 1, got bool True"):
+        zoo.latency(model, torch.rand(1, 3, 8, 8), repeats=True)
+    with pytest.raises(ValueError, match="warmup must be an int >= 0, got -1"):
+        zoo.latency(model, torch.rand(1, 3, 8, 8), warmup=-1)
     with pytest.raises(TypeError, match="nn.Conv2d"):
         zoo.conv2d_flops(torch.nn.Linear(2, 2), (1, 2, 3, 3))
+    conv = torch.nn.Conv2d(2, 2, 3)
+    assert zoo.conv2d_flops(conv, torch.Size([1, 2, 5, 5])) == zoo.conv2d_flops(conv, (1, 2, 5, 5))
+    with pytest.raises(TypeError, match="input_shape must be an int >= 0, got float 2.5"):
+        zoo.conv2d_flops(conv, (1, 2, 2.5, 5))
+    with pytest.raises(ValueError, match=r"input_shape must be \(B, C_in, H, W\), got \(2, 5, 5\)"):
+        zoo.conv2d_flops(conv, (2, 5, 5))
