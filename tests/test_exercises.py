@@ -1,12 +1,15 @@
 """The exercises as a whole: every check is exported, belongs to exactly one lesson's exercise, has mutation
 tests, and the lessons hold enough exercises (issue 9: one or more per lesson, two or more in lessons 02-10,
-20 or more in all).
+20 or more in all). The checks live in the modules of the ``segedu.checks`` package (``lesson00`` ... and
+``common``); every rule reads all of them.
 
 The lesson list comes from ``lessons/*.ipynb``, so a lesson that lands later is held to the same rules.
 """
 
 import ast
+import importlib
 import inspect
+import pkgutil
 import re
 from collections import Counter
 from pathlib import Path
@@ -22,12 +25,23 @@ LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
 CHECK_TESTS = sorted((ROOT / "tests").glob("test_*checks.py"))
 
 
+# The modules of the segedu.checks package: lesson00 ... lesson11 and common.
+CHECK_MODULES = [
+    importlib.import_module(f"{checks.__name__}.{info.name}") for info in pkgutil.iter_modules(checks.__path__)
+]
+
+
+def _defined_checks() -> dict[str, object]:
+    """Every ``check_*`` function defined in a module of the segedu.checks package (imports excluded), by name."""
+    return {
+        name: obj for module in CHECK_MODULES for name, obj in vars(module).items()
+        if name.startswith("check_") and inspect.isfunction(obj) and obj.__module__ == module.__name__
+    }
+
+
 def _public_checks() -> list[str]:
-    """Every ``check_*`` function defined in segedu.checks (imports excluded)."""
-    return [
-        name for name, obj in vars(checks).items()
-        if name.startswith("check_") and inspect.isfunction(obj) and obj.__module__ == checks.__name__
-    ]
+    """The names of every ``check_*`` function defined in the segedu.checks package."""
+    return sorted(_defined_checks())
 
 
 def _has_solution(source: str) -> bool:
@@ -58,6 +72,8 @@ def test_checks_module_exports_every_check():
     assert len(defined) >= 19, "segedu.checks lost its checks"
     missing = sorted(set(defined) - set(checks.__all__))
     assert not missing, f"add these to segedu.checks.__all__: {missing}"
+    unexported = sorted(name for name, fn in _defined_checks().items() if getattr(checks, name, None) is not fn)
+    assert not unexported, f"import these from their lesson module into segedu/checks/__init__.py: {unexported}"
     dangling = [name for name in checks.__all__ if not hasattr(checks, name)]
     assert not dangling, f"segedu.checks.__all__ names functions that do not exist: {dangling}"
     assert len(checks.__all__) == len(set(checks.__all__)), "segedu.checks.__all__ lists a name twice"
@@ -86,7 +102,7 @@ def test_every_check_is_used_by_exactly_one_exercise():
 
 def _check_lesson(name: str) -> int | None:
     """The lesson a check's docstring names (``Lesson 05: ...``), or None."""
-    match = re.match(r"\s*Lesson (\d+)", getattr(checks, name).__doc__ or "")
+    match = re.match(r"\s*Lesson (\d+)", _defined_checks()[name].__doc__ or "")
     return int(match.group(1)) if match else None
 
 
@@ -94,6 +110,22 @@ def test_every_check_names_its_lesson():
     """The docstring of each check starts with ``Lesson NN:`` (the unused-check rule above relies on it)."""
     nameless = [name for name in _public_checks() if _check_lesson(name) is None]
     assert not nameless, f"start these checks' docstrings with 'Lesson NN: ...': {nameless}"
+
+
+def test_every_check_lives_in_its_lessons_module():
+    """One module per lesson: ``check_x`` of lesson NN is defined in ``segedu.checks.lessonNN`` and listed in its
+    ``__all__``; every module of the package has an ``__all__`` naming only what it holds."""
+    misplaced = {name: fn.__module__ for name, fn in _defined_checks().items()
+                 if _check_lesson(name) is not None  # test_every_check_names_its_lesson reports those
+                 and fn.__module__ != f"{checks.__name__}.lesson{_check_lesson(name):02d}"}
+    assert not misplaced, f"move these checks to segedu.checks.lessonNN, NN the lesson they name: {misplaced}"
+    for module in CHECK_MODULES:
+        assert isinstance(getattr(module, "__all__", None), list), f"{module.__name__} has no __all__"
+        unlisted = sorted(name for name, fn in _defined_checks().items()
+                          if fn.__module__ == module.__name__ and name not in module.__all__)
+        assert not unlisted, f"add these to {module.__name__}.__all__: {unlisted}"
+        dangling = [name for name in module.__all__ if not hasattr(module, name)]
+        assert not dangling, f"{module.__name__}.__all__ names what it does not define: {dangling}"
 
 
 def _not_written_yet(*args, **kwargs):
