@@ -20,3 +20,17 @@ def test_scene_browser_redraws_for_each_scene_and_view():
     assert demo.image.value != before
     with pytest.raises(ValueError, match="unknown control"):
         demo.update(colour="red")
+
+
+def test_the_package_re_exports_every_lesson_module():
+    """``segedu.widgets`` re-exports the public names of its frame and of each lesson's module, and nothing else."""
+    import importlib
+
+    names = []
+    for module in ["frame"] + [f"lesson{i:02d}" for i in range(12)]:
+        module = importlib.import_module(f"segedu.widgets.{module}")
+        assert module.__doc__ and module.__all__, module.__name__
+        for name in module.__all__:
+            assert getattr(widgets, name) is getattr(module, name), (module.__name__, name)
+        names += module.__all__
+    assert sorted(widgets.__all__) == sorted(names) and len(set(names)) == len(names)
