@@ -5,4 +5,6 @@ The package holds every piece of real code the lessons use. Importing
 ``segedu.metrics``, ...) are imported where they are needed.
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

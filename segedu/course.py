@@ -20,6 +20,30 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = [
+    "BEGIN_SOLUTION",
+    "END_SOLUTION",
+    "source",
+    "show",
+    "Lesson",
+    "LESSONS",
+    "lesson_index",
+    "CODE_PLACEHOLDER",
+    "ANSWER_PLACEHOLDER",
+    "INSTRUCTOR_TAGS",
+    "CHECK_CALL",
+    "strip_solutions",
+    "release_notebook",
+    "release",
+    "STATUSES",
+    "ExerciseResult",
+    "grade_executed",
+    "execute_notebook",
+    "check_notebook",
+    "format_results",
+    "format_markdown",
+]
+
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 

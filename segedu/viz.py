@@ -14,14 +14,28 @@ import numpy as np
 import torch
 from matplotlib.patches import Patch
 
+from segedu import validate
 from segedu.data.voc import VOC_PALETTE
+
+__all__ = [
+    "palette",
+    "to_numpy_image",
+    "colorize",
+    "instance_colors",
+    "colorize_instances",
+    "overlay",
+    "legend_handles",
+    "show_grid",
+    "show_segmentation",
+    "colorize_panoptic",
+    "figure_to_png",
+]
+
 
 def palette(num_colors: int = 256) -> np.ndarray:
     """The VOC palette as uint8 ``[num_colors, 3]`` (index 255, void, is cream)."""
-    pal = np.asarray(VOC_PALETTE, dtype=np.uint8).reshape(-1, 3)
-    if not 1 <= num_colors <= 256:
-        raise ValueError(f"num_colors must be in 1..256, got {num_colors}")
-    return pal[:num_colors]
+    num_colors = validate.integer(num_colors, "num_colors", 1, 256)
+    return np.asarray(VOC_PALETTE, dtype=np.uint8).reshape(-1, 3)[:num_colors]
 
 
 def to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -56,6 +70,7 @@ def colorize(mask: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def instance_colors(num_instances: int, seed: int = 0) -> np.ndarray:
     """Distinct bright colours for instance ids 1..N (uint8 ``[N + 1, 3]``, row 0 black)."""
+    num_instances = validate.integer(num_instances, "num_instances", minimum=0)
     hues = (np.arange(num_instances) * 0.618033988749895 + 0.1 * seed) % 1.0  # golden-ratio hue steps
     import matplotlib.colors as mcolors
 
@@ -76,8 +91,7 @@ def colorize_instances(ids: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def overlay(image, mask, alpha: float = 0.5) -> np.ndarray:
     """Blend a colourised mask over an image: float ``[H, W, 3]`` in [0, 1]. Background (0) stays unblended."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    validate.probability(alpha, "alpha")
     rgb = to_numpy_image(image)
     labels = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if labels.shape != rgb.shape[:2]:
@@ -122,7 +136,7 @@ def show_grid(
         raise ValueError("items is empty: nothing to show")
     if titles is not None and len(titles) != len(items):
         raise ValueError(f"titles has {len(titles)} entries for {len(items)} items")
-    ncols = ncols or min(len(items), 6)
+    ncols = min(len(items), 6) if ncols is None else validate.positive_int(ncols, "ncols")
     nrows = -(-len(items) // ncols)
     if fig is None:
         fig = plt.figure(figsize=(size * ncols + (1.6 if class_names else 0), size * nrows + 0.3))
@@ -174,6 +188,7 @@ def colorize_panoptic(panoptic, label_divisor: int = 1000) -> np.ndarray:
     Each pixel takes its class colour; instances of one class get different shades (instance 1 full colour,
     later ones darker) and thing segments a white outline, so two objects of a class are told apart.
     """
+    label_divisor = validate.positive_int(label_divisor, "label_divisor")
     array = panoptic.detach().cpu().numpy() if isinstance(panoptic, torch.Tensor) else np.asarray(panoptic)
     classes, instances = array // label_divisor, array % label_divisor
     shade = np.where(instances > 0, 1.0 - 0.3 * ((instances - 1) % 3), 1.0)[..., None]
