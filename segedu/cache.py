@@ -16,6 +16,12 @@ Anything that cannot be fingerprinted reliably (an object without a stable descr
 which watches the training as it happens) turns the cache off for that call: ``fit`` then simply trains.
 A hit restores the trained weights, the optimizer state, the ``History`` and the random number generators'
 state at the end of training, so the cells after ``fit`` see exactly what they would have seen.
+
+The cache never costs a result. Each entry ``<name>-<key>.pt`` is written atomically (``segedu.files``) with a
+sidecar ``<name>-<key>.sha256`` holding the SHA-256 of its bytes, recorded when it was written; an entry
+whose sidecar is missing or disagrees (a file someone else put there, a truncated copy), or that does not
+load, is a miss: a warning, then ``fit`` trains. A cache folder that cannot be written means training
+without the cache (a warning, no error after a long run).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from segedu.files import atomic_save, sha256_file
 from segedu.runtime import rng_state, set_rng_state
 
 ENV_VAR = "SEGEDU_CACHE"
@@ -47,12 +54,23 @@ class Unfingerprintable(Exception):
 
 
 def cache_dir() -> Path | None:
-    """The cache folder named by ``$SEGEDU_CACHE`` (created), or ``None`` when caching is off."""
+    """The cache folder named by ``$SEGEDU_CACHE`` (created), or ``None`` when caching is off.
+
+    A folder that cannot be created or written is ``None`` too, with a warning: training goes on without
+    the cache rather than failing when it tries to store its result.
+    """
     value = os.environ.get(ENV_VAR, "").strip()
     if not value:
         return None
     path = Path(value).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        warnings.warn(f"${ENV_VAR}={value}: cannot create the cache folder ({err}); training without the cache")
+        return None
+    if not os.access(path, os.W_OK | os.X_OK):
+        warnings.warn(f"${ENV_VAR}={value}: the cache folder is not writable; training without the cache")
+        return None
     return path
 
 
@@ -205,9 +223,15 @@ def entry(name: str, *parts: Any) -> Path | None:
     return None if key is None else folder / f"{name}-{key[:32]}.pt"
 
 
+def _digest_path(path: Path) -> Path:
+    return path.with_suffix(".sha256")
+
+
 def store(path: Path, model: nn.Module, optimizer, scheduler, history: dict) -> None:
     """Write what a training run left behind: the trained weights, the optimizer's and scheduler's state,
-    ``history`` (plain values) and the random generators' state (``runtime.rng_state``)."""
+    ``history`` (plain values) and the random generators' state (``runtime.rng_state``), then the SHA-256
+    of the written file beside it. A write that fails (a full disk, a folder made read-only meanwhile) is a
+    warning: the run's result is in the model already."""
     state = {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
@@ -215,25 +239,57 @@ def store(path: Path, model: nn.Module, optimizer, scheduler, history: dict) -> 
         "history": history,
         "rng": rng_state(),
     }
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    try:
+        atomic_save(state, path)  # atomic: a reader never sees half a file
+        digest = _digest_path(path)
+        tmp = digest.with_name(f".{digest.name}.{os.getpid()}.tmp")
+        tmp.write_text(sha256_file(path) + "\n")
+        os.replace(tmp, digest)  # the digest appears only once the entry is complete
+    except OSError as err:
+        warnings.warn(f"${ENV_VAR}: could not store {path.name} ({err}); the next run will train again")
+
+
+def _verified(path: Path) -> bool:
+    """The entry's bytes hash to the digest recorded when it was written."""
+    try:
+        recorded = _digest_path(path).read_text().strip()
+    except OSError:
+        return False
+    return recorded == sha256_file(path)
 
 
 def load(path: Path, model: nn.Module, optimizer, scheduler, verbose: bool = False) -> dict | None:
     """Undo of ``store``: restore the weights, the optimizer's and scheduler's state and the random
     generators into the given objects and return the stored history dict; ``None`` when there is no such
-    file. Reads with ``weights_only=True``; ``verbose`` prints one line on what was reused."""
+    file, or (with a warning) when the file is not one ``store`` wrote: no recorded digest, a digest that
+    disagrees, a file that does not load or does not fit the model. Nothing is changed on a miss.
+    Reads with ``weights_only=True``; ``verbose`` prints one line on what was reused."""
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])  # the model is already on its device: values are copied there
-    optimizer.load_state_dict(state["optimizer"])
-    if state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])  # the generators as training left them
-    history = state["history"]
+    if not _verified(path):
+        warnings.warn(f"${ENV_VAR}: {path.name} has no matching digest (not written by this cache); training")
+        return None
+    # A broken entry must leave the run as it was: keep what the model, optimizer and scheduler hold now and
+    # put it back if any part fails to apply (load_state_dict may copy some tensors before it raises).
+    before = ({k: v.detach().clone() for k, v in model.state_dict().items()}, optimizer.state_dict(),
+              scheduler.state_dict() if hasattr(scheduler, "state_dict") else None)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        history, rng = state["history"], state["rng"]
+        steps, seconds = history["steps"], history["seconds"]
+        model.load_state_dict(state["model"])  # the model is already on its device: values are copied there
+        optimizer.load_state_dict(state["optimizer"])
+        if state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(rng)  # the generators as training left them
+    except Exception as err:  # noqa: BLE001 - any unusable entry is a miss, never a failed lesson
+        model.load_state_dict(before[0])
+        optimizer.load_state_dict(before[1])
+        if before[2] is not None:
+            scheduler.load_state_dict(before[2])
+        warnings.warn(f"${ENV_VAR}: {path.name} could not be used ({type(err).__name__}: {err}); training")
+        return None
     if verbose:
         print(f"{path.name.split('-')[0]}: reused an identical earlier run from ${ENV_VAR} ({path.name}); "
-              f"{history['steps']} steps, trained in {history['seconds']:.1f} s")
+              f"{steps} steps, trained in {seconds:.1f} s")
     return history

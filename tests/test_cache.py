@@ -11,6 +11,7 @@ from torch import nn
 
 from segedu import cache, runtime
 from segedu.data.shapes import ShapesDataset
+from segedu.files import sha256_file
 from segedu.train import fit
 
 
@@ -144,3 +145,81 @@ def test_tensors_of_every_rank_and_dtype_are_keyed_by_value():
                  (torch.zeros(2, 3), torch.ones(2, 3)), (torch.zeros(0), torch.zeros(0, 2))]:
         assert cache.fingerprint(a) is not None
         assert cache.fingerprint(a) == cache.fingerprint(a.clone()) != cache.fingerprint(b)
+
+
+# --------------------------------------------------------------------------- a cache never costs a result
+
+
+def _entry(cache_dir):
+    (path,) = cache_dir.glob("fit-*.pt")
+    return path
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_each_entry_has_the_digest_recorded_when_it_was_written(cache_dir):
+    run()
+    path = _entry(cache_dir)
+    digest = path.with_suffix(".sha256")
+    assert digest.read_text().strip() == sha256_file(path)
+    assert not list(cache_dir.glob("*.tmp")) and not list(cache_dir.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("damage", ["foreign", "tampered", "truncated", "garbage", "wrong_model"])
+def test_an_unusable_entry_is_a_miss_with_a_warning_and_the_run_trains(cache_dir, damage):
+    straight = small_model()
+    first = run(straight)
+    path = _entry(cache_dir)
+    digest = path.with_suffix(".sha256")
+    if damage == "foreign":  # a file someone put there: no digest of ours
+        digest.unlink()
+    elif damage == "tampered":  # another file under the recorded name, with its old digest
+        state = torch.load(path, weights_only=True)
+        state["model"] = {k: torch.zeros_like(v) for k, v in state["model"].items()}
+        torch.save(state, path)
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+        digest.write_text(sha256_file(path))
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint")
+        digest.write_text(sha256_file(path))
+    elif damage == "wrong_model":  # verified bytes, but weights that do not fit the model
+        state = torch.load(path, weights_only=True)
+        state["model"] = {"other.weight": torch.zeros(1)}
+        torch.save(state, path)
+        digest.write_text(sha256_file(path))
+    model = small_model()
+    with pytest.warns(UserWarning, match=r"SEGEDU_CACHE"):
+        again = run(model)
+    assert not again.cached and again.loss == first.loss  # trained, and trained to the same result
+    for (name, a), b in zip(straight.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_folder_that_cannot_be_written_means_training_without_the_cache(cache_dir, monkeypatch):
+    monkeypatch.setattr(cache.os, "access", lambda path, mode: False)  # as for a read-only folder (root ignores modes)
+    with pytest.warns(UserWarning, match="not writable; training without the cache"):
+        history = run()
+    assert not history.cached and not list(cache_dir.iterdir())
+
+
+def test_a_cache_path_that_cannot_be_created_means_training_without_the_cache(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv(cache.ENV_VAR, str(blocker / "cache"))  # a folder under a file cannot exist
+    with pytest.warns(UserWarning, match="cannot create the cache folder"):
+        history = run()
+    assert not history.cached and blocker.read_text() == "x"
+
+
+def test_a_store_that_fails_after_training_is_a_warning_not_an_error(cache_dir, monkeypatch):
+    def full_disk(obj, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache, "atomic_save", full_disk)
+    model = small_model()
+    with pytest.warns(UserWarning, match="could not store"):
+        history = run(model)
+    assert not history.cached and len(history.loss) == 3 and not list(cache_dir.iterdir())

@@ -40,7 +40,9 @@ def test_dependencies_are_ranges_not_pins():
         if name in {"torch", "torchvision"}:
             assert "==" not in dep, f"{dep}: torch and torchvision are taken by range"
     torch = next(d for d in project["dependencies"] if d.startswith("torch") and not d.startswith("torchvision"))
-    assert ">=" in torch
+    floor = tuple(int(x) for x in re.search(r">=\s*(\d+)\.(\d+)", torch).groups())
+    # torch < 2.6 lets a crafted file run code through torch.load(weights_only=True) (CVE-2025-32434)
+    assert floor >= (2, 6), f"{torch}: checkpoints rely on weights_only=True, safe from torch 2.6"
 
 
 def test_makefile_and_ci_use_the_two_commands():
