@@ -8,9 +8,14 @@ The file is one dict::
 
 ``extra`` is free metadata (``step=300, classes=[...]``); ``python -m segedu train`` stores the model's
 ``zoo.model_spec`` there, so that ``segedu.zoo.load_model`` rebuilds the network from the file alone.
+A *resumable* checkpoint, written by ``segedu.train.fit(checkpoint=...)``, has one more key, ``"resume"``:
+everything else a run needs to go on exactly where it stopped (scheduler, step, random generators, the
+batch sampler, the ``History``; ``segedu.resume`` describes it).
 
-Saving writes a temporary file first and renames it over ``path`` (``os.replace`` is atomic), so an
-interrupted save never leaves a broken checkpoint behind.
+Saving goes through ``segedu.files.atomic_save``: the bytes go to a temporary file created exclusively in
+the target's folder (never a file or a link that is already there), which is then renamed over ``path``
+(``os.replace`` is atomic). An interrupted or failed save removes its temporary file and leaves an existing
+checkpoint as it was.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint"]
+from segedu.files import atomic_save
 
-_FORMAT = "segedu-checkpoint-v1"
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "read_checkpoint", "is_checkpoint", "check_metadata"]
+
+FORMAT = "segedu-checkpoint-v1"
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 
 
@@ -33,16 +40,17 @@ def _check_module(model: Any) -> None:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
-def _check_plain(value: Any, where: str) -> None:
-    """Only values ``torch.load(weights_only=True)`` can read back: numbers, strings, tensors, containers."""
+def check_metadata(value: Any, where: str = "extra") -> None:
+    """Only values ``torch.load(weights_only=True)`` can read back: numbers, strings, tensors, lists, tuples
+    and dicts with str or int keys; anything else raises ``TypeError`` naming where it sits (``where``)."""
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, (str, int)):
                 raise TypeError(f"checkpoint metadata {where} has a key of type {type(key).__name__}; use str")
-            _check_plain(item, f"{where}[{key!r}]")
+            check_metadata(item, f"{where}[{key!r}]")
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]")
+            check_metadata(item, f"{where}[{i}]")
     elif not isinstance(value, _PLAIN):
         raise TypeError(
             f"checkpoint metadata {where} is a {type(value).__name__}; only numbers, strings, tensors, lists "
@@ -51,36 +59,66 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    **extra: Any) -> Path:
+                    *, resume_state: dict | None = None, **extra: Any) -> Path:
     """Save the model's (and optimizer's) state dict plus plain metadata ``extra`` (e.g. ``step=300,
-    classes=[...]``) to ``path``; returns the path. Written to a temporary file first, then renamed, so an
-    interrupted save never leaves a broken checkpoint behind."""
+    classes=[...]``) to ``path``; returns the path.
+
+    ``resume_state`` (plain values only) is stored under ``"resume"``: ``segedu.train.fit`` passes what a
+    resumed run needs (``segedu.resume``); without it the file has no ``"resume"`` key. The folder is
+    created if needed. Written through ``segedu.files.atomic_save`` (an exclusively created temporary file,
+    then an atomic rename), so an interrupted save never leaves a broken checkpoint, nor writes through a
+    link planted at a predictable temporary name.
+    """
     _check_module(model)
-    _check_plain(extra, "extra")
+    check_metadata(extra, "extra")
+    if resume_state is not None:
+        check_metadata(resume_state, "resume_state")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
-        "format": _FORMAT,
+        "format": FORMAT,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "extra": extra,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    if resume_state is not None:
+        state["resume"] = resume_state
+    return atomic_save(state, path)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """The whole ``save_checkpoint`` file (``{"format", "model", "optimizer", "extra"}``), format checked.
+    """The whole ``save_checkpoint`` file (``{"format", "model", "optimizer", "extra", "resume"}``), format
+    checked; ``"resume"`` is ``None`` for a checkpoint that cannot be resumed.
 
     Reads with ``weights_only=True``; a file of another kind raises ``ValueError``. ``segedu.zoo.load_model``
     uses it to read the spec and the weights in one pass.
     """
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a segedu checkpoint (expected format {_FORMAT!r})")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as error:  # not a torch file, truncated, or holding pickled objects
+        raise ValueError(f"{path} is not a segedu checkpoint (expected format {FORMAT!r}; "
+                         f"torch.load failed: {type(error).__name__})") from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a segedu checkpoint (expected format {FORMAT!r})")
+    state.setdefault("resume", None)
     return state
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a readable ``save_checkpoint`` file (``False`` for a missing file, a folder or a
+    file of another kind). Reads the file memory-mapped where it can, so a large checkpoint costs little."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    for mmap in (True, False):  # mmap needs torch's zip format; an old-style file is read in full
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except Exception:
+            continue
+        return isinstance(state, dict) and state.get("format") == FORMAT
+    return False
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,

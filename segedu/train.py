@@ -1,4 +1,4 @@
-"""The training loop every lesson uses: ``fit``, ``evaluate`` and ``predict``.
+"""The training loop every lesson uses: ``fit`` (and ``evaluate``, ``predict`` from ``segedu.evaluation``).
 
 ``fit`` is the plain PyTorch loop (forward, loss, backward, optimizer step) with what a course needs
 around it: data from three kinds of sources (``segedu.batches``), a ``tqdm`` progress bar (a widget in
@@ -10,13 +10,18 @@ in 16-bit under ``torch.autocast``; with float16 (narrow exponent range) the los
 backward pass so small gradients do not underflow (``GradScaler``); bfloat16 has float32's range and
 needs no scaling, so it is preferred where the GPU supports it.
 
-Checkpoints live in ``segedu.checkpoint``; the opt-in reuse of identical earlier runs in ``segedu.cache``.
+A loss that turns NaN or infinite stops ``fit`` before that step's optimizer step (``FloatingPointError``),
+so the model keeps its last finite weights. Long runs write resumable checkpoints, resume from them and
+survive Ctrl-C (``segedu.resume``), and log every step to a CSV file (``segedu.runlog``, ``read_log``).
+Checkpoint files live in ``segedu.checkpoint``; the opt-in reuse of identical earlier runs in
+``segedu.cache``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -27,10 +32,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from segedu import cache, runtime, validate
-from segedu.batches import eval_batches, num_images, source_kind, split_pair, to_device, train_batches
-from segedu.metrics import ConfusionMatrix, boundary_f1
+from segedu.batches import num_images, source_kind, split_pair, to_device, train_batches
+from segedu.evaluation import evaluate, logits_of, predict
+from segedu.resume import (RunSaver, StopRequests, check_resume, check_run_arguments, distributed, is_main,
+                           restore)
+from segedu.runlog import RunLog, read_log
 
-__all__ = ["History", "fit", "evaluate", "predict"]
+__all__ = ["History", "fit", "evaluate", "predict", "read_log"]
 
 
 # --------------------------------------------------------------------------- history
@@ -71,20 +79,6 @@ class History:
             v = self.last_val
             text += f", val@{v['step']} mIoU {v['miou']:.3f} BF {v['boundary_f1']:.3f}"
         return text + f", {self.seconds:.1f} s, {self.images_per_second:.0f} img/s)"
-
-
-# --------------------------------------------------------------------------- model outputs
-
-
-def _logits(out: Any) -> torch.Tensor:
-    """A model's logits: the tensor itself, or ``out["out"]`` for torchvision's segmentation models."""
-    if isinstance(out, dict) and "out" in out:
-        out = out["out"]
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(
-            f"the model must return logits [B, C, H, W] (or a dict with 'out'), got {type(out).__name__}"
-        )
-    return out
 
 
 # --------------------------------------------------------------------------- arguments
@@ -145,6 +139,10 @@ class _Step:
 
     ``amp_dtype`` float16 brings a ``GradScaler`` (the loss is scaled so small gradients survive and
     unscaled before clipping); bfloat16 needs none (Micikevicius et al., ICLR 2018).
+
+    A loss that is not finite stops training *before* the optimizer step (``FloatingPointError``): the
+    weights and the optimizer state stay those of the previous step, and the BatchNorm running statistics,
+    which the forward pass already moved, are put back, so the model is the last finite one.
     """
 
     def __init__(self, model, loss_fn, optimizer, scheduler, device, amp_dtype, channels_last, grad_clip):
@@ -152,29 +150,48 @@ class _Step:
         self.device, self.channels_last, self.grad_clip = device, channels_last, grad_clip
         self.scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
         self.autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+        self.ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+        # Buffers a training-mode forward pass updates in place (running mean / var, batches tracked).
+        self.norm_buffers = [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+                             for b in m.buffers(recurse=False)]
 
     def __call__(self, batch: Any, step: int, history: History) -> int:
         """Train on ``batch`` (``step`` = steps done, 1-based); returns its number of images."""
         x, y = split_pair(batch, "train_data")
         x, y = to_device(x, self.device, self.channels_last), to_device(y, self.device)
-        loss, parts = self.optimize(x, y)
+        before = [b.clone() for b in self.norm_buffers]  # small: a few numbers per channel
+        loss, parts = self.backward(x, y)
+        value = loss.item()  # one device sync per step: the price of a live loss curve and of this check
+        finite = math.isfinite(value)
+        if self.ddp:  # every process stops before the same step (their gradients were all-reduced)
+            flag = torch.tensor([float(not finite)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            finite = flag.item() == 0
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)  # the gradients of a non-finite loss are garbage
+            with torch.no_grad():
+                for buffer, saved in zip(self.norm_buffers, before):
+                    buffer.copy_(saved)
+            last = f"after step {step - 1}" if step > 1 else "it started with"
+            what = value if not math.isfinite(value) else "non-finite in another process"
+            raise FloatingPointError(
+                f"fit: the loss became {what} at step {step}, before its optimizer step: the model keeps the "
+                f"weights {last}. Lower the learning rate (lr), clip gradients (grad_clip=1.0) or check the "
+                "data and loss_fn"
+            )
+        self.update()
         if self.scheduler is not None:
             self.scheduler.step()
-        value = loss.item()  # one device sync per step: the price of a live loss curve
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"the loss became {value} at step {step}: lower lr, clip gradients (grad_clip=1.0) "
-                "or check the data and loss_fn"
-            )
         history.loss.append(value)
         for name, part in parts.items():
             history.parts.setdefault(name, []).append(part.item())
         history.steps = step
         return num_images(x)
 
-    def optimize(self, x: Any, y: Any) -> tuple[torch.Tensor, dict]:
-        """One optimizer step; returns the (detached) loss and its named parts (empty unless a dict)."""
-        model, optimizer, scaler, grad_clip = self.model, self.optimizer, self.scaler, self.grad_clip
+    def backward(self, x: Any, y: Any) -> tuple[torch.Tensor, dict]:
+        """Forward, loss and backward (gradients only: the weights do not change); returns the (detached)
+        loss and its named parts (empty unless the model returns a dict)."""
+        model, optimizer = self.model, self.optimizer
         with self.autocast:
             if self.loss_fn is None:  # the model computes its own loss (torchvision detection models)
                 out = model(x, y)
@@ -184,28 +201,32 @@ class _Step:
                     raise TypeError(f"with loss_fn=None, model(x, y) must return a loss tensor or a dict of "
                                     f"them, got {type(out).__name__}")
             else:
-                loss, parts = self.loss_fn(_logits(model(x)), y), {}
+                loss, parts = self.loss_fn(logits_of(model(x)), y), {}
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:  # float16: scale the loss so small gradients survive, unscale before clipping
-            scaler.scale(loss).backward()
+        # float16: scale the loss so small gradients survive (unscaled in ``update``)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        return loss.detach(), {k: v.detach() for k, v in parts.items()}
+
+    def update(self) -> None:
+        """The optimizer step on the gradients ``backward`` left (clipped first when ``grad_clip`` is set)."""
+        model, optimizer, scaler, grad_clip = self.model, self.optimizer, self.scaler, self.grad_clip
+        if scaler is not None:
             if grad_clip is not None:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
+            scaler.step(optimizer)  # skipped when a scaled gradient overflowed; the scale then shrinks
             scaler.update()
         else:
-            loss.backward()
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-        return loss.detach(), {k: v.detach() for k, v in parts.items()}
 
 
 class _Progress:
     """``fit``'s ``tqdm`` bar: steps done, the smoothed loss and the last validation mIoU."""
 
-    def __init__(self, steps: int, enabled: bool):
-        self.bar = tqdm(total=steps, disable=not enabled, desc="fit", unit="step", dynamic_ncols=True)
+    def __init__(self, steps: int, enabled: bool, done: int = 0):
+        self.bar = tqdm(total=steps, initial=done, disable=not enabled, desc="fit", unit="step", dynamic_ncols=True)
         self.running: float | None = None
 
     def update(self, history: History) -> None:
@@ -244,6 +265,11 @@ def fit(
     scheduler: Any = None,
     channels_last: bool | str = "auto",
     grad_clip: float | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    save_every: int | None = None,
+    resume: str | os.PathLike | None = None,
+    log: str | os.PathLike | None = None,
+    checkpoint_extra: dict | None = None,
 ) -> History:
     """Train ``model`` for ``steps`` optimizer steps and return a ``History``.
 
@@ -258,7 +284,7 @@ def fit(
         loss_fn: ``loss_fn(logits, target) -> scalar``. ``None``: the model computes its loss,
             ``model(x, y)`` returns a tensor or a dict of losses (summed), the way torchvision's Mask R-CNN
             trains (``x`` a list of images, ``y`` a list of target dicts).
-        steps: optimizer steps (>= 1).
+        steps: optimizer steps (>= 1); with ``resume``, the total, counting the steps already done.
         optimizer: default ``Adam(model.parameters(), lr)``.
         val_data: evaluated with ``evaluate`` every ``val_every`` steps (default: once, at the end).
         device: default ``runtime.device()``; the model is moved there, batches follow.
@@ -278,13 +304,37 @@ def fit(
             ``optimizer -> scheduler`` (handy with the default optimizer).
         channels_last: ``"auto"`` = on for CUDA (faster convolutions on tensor cores), for model and inputs.
         grad_clip: clip the gradient norm to this value (``None``: no clipping).
+        checkpoint: a file for a resumable checkpoint (``segedu.resume``), written every ``save_every``
+            steps, after the last step, and when Ctrl-C stops the run (the step under way is finished first;
+            a second Ctrl-C stops at once). An existing file there must be a segedu checkpoint.
+        save_every: write ``checkpoint`` every this many steps (needs ``checkpoint``).
+        resume: a checkpoint written by ``fit(checkpoint=...)``: weights, optimizer, scheduler, random
+            generators, batch sampler and ``History`` are restored and training goes on from its step to
+            ``steps``; ``k`` steps + resume to ``N`` give the weights of ``N`` steps straight (on a CPU, bit
+            for bit). Pass the same data, loss, batch size and kind of optimizer and scheduler; the
+            optimizer's hyper-parameters (``lr``) come from the file.
+        log: a CSV file with a row per step and per validation (``segedu.runlog``: ``kind,step,seconds,loss,
+            lr,miou,...``), flushed row by row; a resumed run appends. ``read_log(path)`` reads it back.
+        checkpoint_extra: plain metadata stored in the checkpoint's ``extra`` (with ``step``), e.g. the
+            ``zoo.model_spec`` under ``"spec"``, so that ``zoo.load_model`` rebuilds the network.
+
+        Under ``torch.distributed`` pass the same ``checkpoint`` and ``save_every`` to every process: each
+        takes part in a save (its random generators and sampler are gathered) and process 0 writes the file;
+        only process 0 writes the ``log``.
 
     Returns:
         a ``History``. The model is left in **eval mode** on ``device``: ready for ``evaluate``,
         ``predict`` or a widget; call ``model.train()`` to go on training.
+
+    Raises:
+        FloatingPointError: the loss is NaN or infinite; raised before that step's optimizer step, so the
+            model keeps the weights of the step before (and ``checkpoint`` its last save).
     """
     steps, batch_size, lr, val_every, seed = _check_fit_arguments(
         model, train_data, loss_fn, steps, optimizer, val_data, batch_size, lr, val_every, callback, seed, grad_clip)
+    checkpoint, save_every, log, checkpoint_extra = check_run_arguments(checkpoint, save_every, log,
+                                                                             checkpoint_extra)
+    saved = check_resume(resume, steps)
     device = validate.torch_device(device) if device is not None else runtime.device()
     amp_dtype = _amp_dtype(amp, device)
     use_channels_last = _auto_flag(channels_last, "channels_last", device)
@@ -301,137 +351,84 @@ def fit(
         scheduler = scheduler(optimizer)  # a factory: optimizer -> scheduler
 
     # An identical earlier run (same package code, initial weights, data, loss and arguments) is reused when
-    # $SEGEDU_CACHE names a folder (segedu.cache); a callback watches the run as it happens, so it always trains.
-    path = cache.entry("fit", model, train_data, loss_fn, steps, optimizer, val_data, device.type, str(amp_dtype),
-                       use_channels_last, batch_size, lr, num_classes, val_every, seed, scheduler,
-                       grad_clip) if callback is None else None
+    # $SEGEDU_CACHE names a folder (segedu.cache); a callback watches the run as it happens, and a run that
+    # writes a checkpoint or a log, or resumes, has effects beyond its result: those always train.
+    uncached = callback is not None or checkpoint is not None or saved is not None or log is not None
+    path = None if uncached else cache.entry(
+        "fit", model, train_data, loss_fn, steps, optimizer, val_data, device.type, str(amp_dtype),
+        use_channels_last, batch_size, lr, num_classes, val_every, seed, scheduler, grad_clip)
     stored = cache.load(path, model, optimizer, scheduler, verbose=progress) if path is not None else None
     if stored is not None:
         model.eval()
         return History(**{**stored, "cached": True})
 
     train_step = _Step(model, loss_fn, optimizer, scheduler, device, amp_dtype, use_channels_last, grad_clip)
-    history, batches, bar = History(), train_batches(train_data, batch_size, seed), _Progress(steps, progress)
-    start, train_seconds, images = time.perf_counter(), 0.0, 0
+    history, batches, done = History(), train_batches(train_data, batch_size, seed), 0
+    counters = {"train_seconds": 0.0, "images": 0}  # training steps only: the throughput
+    if saved is not None:
+        done, stored_history, counters = restore(saved, model, optimizer, scheduler, train_step.scaler,
+                                                      batches)
+        history = History(**{**stored_history, "cached": False})
+    saver = None if checkpoint is None else RunSaver(
+        checkpoint, save_every, checkpoint_extra, model, optimizer, scheduler, train_step.scaler, batches, steps,
+        batch_size, seed)
+    run_log = None if log is None or not is_main() else RunLog(log, done if saved is not None else None)
+    bar, stops = _Progress(steps, progress, done), StopRequests(saver is not None, device)
+    start, earlier = time.perf_counter(), history.seconds  # a resumed run counts on from the saved time
+
+    def clock() -> float:
+        return earlier + time.perf_counter() - start
+
+    step, whole = done, True  # whole: the state is that of a finished step (a Ctrl-C can save it)
     model.train()
     try:
-        for step in range(1, steps + 1):
-            t0 = time.perf_counter()
-            images += train_step(next(batches), step, history)
-            train_seconds += time.perf_counter() - t0
-            if val_data is not None and (step == steps or (val_every is not None and step % val_every == 0)):
-                metrics = evaluate(model, val_data, num_classes, batch_size=batch_size, device=device)
-                history.val.append({"step": step, **metrics})
-                model.train()
-            bar.update(history)
-            if callback is not None:
-                callback(step, model, history)
-                model.train()  # a callback may have switched to eval mode for a snapshot
+        with stops:
+            for step in range(done + 1, steps + 1):
+                whole, t0 = False, time.perf_counter()
+                step_lr = optimizer.param_groups[0]["lr"]
+                counters["images"] += train_step(next(batches), step, history)
+                counters["train_seconds"] += time.perf_counter() - t0
+                if run_log is not None:
+                    run_log.train(step, clock(), history.loss[-1], float(step_lr),
+                                  {name: values[-1] for name, values in history.parts.items()})
+                if val_data is not None and (step == steps or (val_every is not None and step % val_every == 0)):
+                    metrics = evaluate(model, val_data, num_classes, batch_size=batch_size, device=device)
+                    history.val.append({"step": step, **metrics})
+                    if run_log is not None:
+                        run_log.val(step, clock(), metrics)
+                    model.train()
+                whole = True
+                bar.update(history)
+                if callback is not None:
+                    callback(step, model, history)
+                    model.train()  # a callback may have switched to eval mode for a snapshot
+                if saver is not None:
+                    stop = stops.requested()  # under torch.distributed: every process asks, every step
+                    if stop or saver.due(step):
+                        saver.save(step, _timed(history, clock(), counters), counters)
+                    if stop:
+                        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        if saver is not None:  # save the last finished step, unless Ctrl-C came twice (= stop at once)
+            if whole and saver.saved_step != step and step > done and not stops.forced and not distributed():
+                saver.save(step, _timed(history, clock(), counters), counters)
+            finished = step if whole else step - 1
+            saver.interrupted(finished, saved=saver.saved_step == finished)
+        raise
     finally:
         bar.close()
         model.eval()
-        history.seconds = time.perf_counter() - start
-        history.images_per_second = images / train_seconds if train_seconds > 0 else 0.0
+        _timed(history, clock(), counters)
+        if run_log is not None:
+            run_log.close()
     if path is not None:
         cache.store(path, model, optimizer, scheduler, dataclasses.asdict(history))
     return history
 
 
-# --------------------------------------------------------------------------- evaluate / predict
-
-
-def _place(model: nn.Module, device: Any) -> torch.device:
-    """The device to run on: ``device`` (the model is moved there) or, when ``None``, the model's own."""
-    if device is not None:
-        device = validate.torch_device(device)
-        model.to(device)
-        return device
-    param = next(model.parameters(), None)
-    return param.device if param is not None else runtime.device()
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: Any,
-    num_classes: int | None = None,
-    batch_size: int | None = None,
-    device: torch.device | str | None = None,
-    ignore_index: int | None = 255,
-) -> dict:
-    """Region and boundary metrics of a semantic model over a whole dataset (no_grad, eval mode).
-
-    Args:
-        model: returns logits ``[B, C, H, W]`` (or a dict with ``"out"``).
-        data: a ``.batch()`` object (rendered in chunks of ``batch_size``), a ``Dataset`` or an iterable of
-            ``(images [B, 3, H, W], masks int64 [B, H, W])`` batches; one ordered pass.
-        num_classes: C; default ``data.num_classes``, then the logits' channel count.
-        batch_size: default ``runtime.profile().batch_size``.
-        device: default the model's device (the model is moved only when ``device`` is given).
-        ignore_index: mask label that counts for nothing.
-
-    Returns:
-        ``{"miou": float, "iou": [C floats], "dice": [C floats], "pixel_accuracy": float,
-        "boundary_f1": float, "images": int}``: IoU, Dice and accuracy pooled over all pixels (one confusion
-        matrix), boundary F1 averaged over images (``segedu.metrics.boundary_f1``). NaN marks classes absent
-        from both predictions and masks. The model's train/eval mode is restored afterwards.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    source_kind(data, "data")
-    batch_size = validate.positive_int(runtime.profile().batch_size if batch_size is None else batch_size,
-                                       "batch_size")
-    ignore_index = validate.ignore_index(ignore_index)
-    device = _place(model, device)
-    num_classes = num_classes if num_classes is not None else getattr(data, "num_classes", None)
-
-    was_training = model.training
-    model.eval()
-    matrix, bf_sum, bf_count, images = None, 0.0, 0, 0
-    try:
-        for batch in eval_batches(data, batch_size):
-            x, y = split_pair(batch, "data")
-            x, y = to_device(x, device), to_device(y, device)
-            logits = _logits(model(x)).float()
-            if matrix is None:
-                matrix = ConfusionMatrix(num_classes or logits.shape[1], ignore_index)
-            matrix.update(logits, y)
-            bf = boundary_f1(logits, y, num_classes=matrix.num_classes, ignore_index=ignore_index,
-                             reduction="none")  # per image, so the mean is over images, not batches
-            bf_sum += float(bf.nan_to_num(0).sum())
-            bf_count += int((~bf.isnan()).sum())
-            images += num_images(x)
-    finally:
-        model.train(was_training)
-    if matrix is None:
-        raise ValueError("data yielded no batches")
-    return {
-        "miou": matrix.miou(),
-        "iou": matrix.iou().tolist(),
-        "dice": matrix.dice().tolist(),
-        "pixel_accuracy": matrix.pixel_accuracy(),
-        "boundary_f1": bf_sum / bf_count if bf_count else float("nan"),
-        "images": images,
-    }
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """Class labels of ``images``: float ``[B, 3, H, W]`` -> int64 ``[B, H, W]`` (``[3, H, W]`` -> ``[H, W]``).
-
-    Runs in eval mode without gradients on ``device`` (default: the model's device) and returns the labels
-    on the images' device; the model's mode is restored afterwards.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    validate.tensor(images, "images", (3, 4), layout="[B, C, H, W] or [C, H, W]")
-    device = _place(model, device)
-    single = images.dim() == 3
-    was_training = model.training
-    model.eval()
-    try:
-        logits = _logits(model((images[None] if single else images).to(device)))
-    finally:
-        model.train(was_training)
-    labels = logits.argmax(1).to(images.device)
-    return labels[0] if single else labels
+def _timed(history: History, seconds: float, counters: dict) -> dict:
+    """Set ``history``'s wall-clock time and throughput; returns it as plain values (for a checkpoint)."""
+    history.seconds = seconds
+    history.images_per_second = (counters["images"] / counters["train_seconds"]
+                                 if counters["train_seconds"] > 0 else 0.0)
+    return dataclasses.asdict(history)

@@ -1,13 +1,15 @@
 """segedu.checkpoint: checkpoints that load with weights_only=True, hold only plain metadata, are written
-atomically, and are refused when they are not segedu checkpoints."""
+atomically (never through a planted link), and are refused when they are not segedu checkpoints."""
 
 import dataclasses
+import os
 
 import pytest
 import torch
 from torch import nn
 
-from segedu.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from segedu import files
+from segedu.checkpoint import is_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
 from segedu.train import fit
 
 CE = nn.CrossEntropyLoss(ignore_index=255)
@@ -70,3 +72,44 @@ def test_a_model_must_be_a_module(tmp_path):
     with pytest.raises(TypeError, match="model must be a torch.nn.Module, got str"):
         load_checkpoint(path, "net")
 
+
+
+def test_a_link_planted_at_the_old_temporary_name_is_never_written_through(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone else's file")
+    out = tmp_path / "model.pt"
+    os.symlink(victim, tmp_path / "model.pt.tmp")  # the name the old save wrote to, in a shared folder
+    save_checkpoint(out, tiny_model(), step=1)
+    assert victim.read_text() == "someone else's file"
+    assert (tmp_path / "model.pt.tmp").is_symlink() and read_checkpoint(out)["extra"] == {"step": 1}
+    assert not out.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.tmp", "victim.txt"]
+
+
+def test_a_failed_save_leaves_the_old_checkpoint_and_no_temporary_file(tmp_path, monkeypatch):
+    out = save_checkpoint(tmp_path / "model.pt", tiny_model(1), step=1)
+    before = out.read_bytes()
+
+    def full_disk(obj, handle):
+        handle.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(out, tiny_model(2), step=2)
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_resume_state_and_is_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "r.pt", tiny_model(), resume_state={"step": 3, "rng": torch.zeros(2)})
+    assert read_checkpoint(path)["resume"]["step"] == 3
+    assert read_checkpoint(save_checkpoint(tmp_path / "p.pt", tiny_model()))["resume"] is None
+    with pytest.raises(TypeError, match=r"resume_state\['f'\] is a function"):
+        save_checkpoint(tmp_path / "bad.pt", tiny_model(), resume_state={"f": lambda: 0})
+    (tmp_path / "text.txt").write_text("hello")
+    torch.save({"format": "other"}, tmp_path / "other.pt")
+    assert is_checkpoint(path) and not is_checkpoint(tmp_path / "text.txt")
+    assert not is_checkpoint(tmp_path / "other.pt") and not is_checkpoint(tmp_path / "missing.pt")
+    assert not is_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="not a segedu checkpoint"):
+        read_checkpoint(tmp_path / "text.txt")
