@@ -4,8 +4,18 @@ Data parallelism (PyTorch ``DistributedDataParallel``; Li et al., "PyTorch Distr
 Accelerating Data Parallel Training", VLDB 2020): every process (a *rank*) holds a full copy of the model,
 trains on its own share of the data, and after each backward pass the gradients are averaged across ranks
 (an all-reduce, overlapped with the backward pass). Since every rank starts from the same weights and
-applies the same averaged gradient, the copies stay identical: N ranks with batch B train like one process
-with batch N x B.
+applies the same averaged gradient, the copies stay identical.
+
+N ranks with batch B train like one process with batch N x B only if nothing in the model looks at the
+batch as a whole. BatchNorm does (Ioffe & Szegedy, ICML 2015): without ``--sync-bn`` each rank normalises
+over its own B images, so the statistics - and hence the gradients - are those of batch B, and the running
+statistics too (DDP copies rank 0's to every rank before each forward pass, each rank updates them from its
+own batch, and ``average_buffers`` averages them at the end). With ``--sync-bn``
+(``nn.SyncBatchNorm``: every BatchNorm layer all-gathers the per-rank mean, variance and count in each
+forward pass) the statistics are those of all N x B images, as on one device with batch N x B (Zhang et al.,
+"Context Encoding for Semantic Segmentation", CVPR 2018, introduced it for segmentation's small per-GPU
+batches); torch runs it on GPUs only. (One more difference: the loss averages over each rank's labelled
+pixels, so ranks with more void pixels weigh their pixels a little more.)
 
 ``torchrun --nproc_per_node N -m segedu train ...`` starts the N processes and tells each who it is through
 environment variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``).
@@ -19,7 +29,9 @@ Who sees which data:
   is rendered on demand);
 * a VOC-layout folder: ``DistributedSampler`` splits each epoch's shuffled order into N disjoint shares.
 
-Only rank 0 shows progress, evaluates and writes the checkpoint; the others wait at a barrier.
+Only rank 0 shows progress, writes the checkpoints and the log, and evaluates the final model; the others
+wait at a barrier. The checks before the run starts (arguments, output file, data scan) are in
+``segedu.runs``.
 """
 
 from __future__ import annotations
@@ -37,13 +49,12 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from segedu import runtime, validate, zoo
+from segedu.runs import check_arguments, check_data, log_path, parse_data
 
 __all__ = [
     "Context", "setup", "teardown", "wrap", "unwrap", "average_buffers", "state_digest",
     "EpochLoader", "parse_data", "make_data", "check_arguments", "train",
 ]
-
-SCHEDULES = ("cosine", "constant")
 DATA_SEEDS = {"train": 0, "val": 1}  # the lessons' benchmark split of ShapesDataset: train seed 0, val seed 1
 
 
@@ -123,10 +134,19 @@ def teardown(ctx: Context) -> None:
         dist.destroy_process_group()
 
 
-def wrap(model: nn.Module, ctx: Context) -> nn.Module:
+def wrap(model: nn.Module, ctx: Context, sync_bn: bool = False) -> nn.Module:
     """Move ``model`` to ``ctx.device``; with several ranks wrap it in ``DistributedDataParallel``, which
     broadcasts rank 0's weights and buffers to all ranks (identical starting points) and averages the
-    gradients in every backward pass."""
+    gradients in every backward pass.
+
+    ``sync_bn`` (several ranks only): first replace every BatchNorm layer by ``nn.SyncBatchNorm``
+    (``convert_sync_batchnorm``), so that batch statistics are computed over all ranks' images. It must
+    happen before DDP is built (DDP registers the modules it holds). torch runs SyncBatchNorm on GPUs only:
+    on CPU processes DDP refuses the converted model (``ValueError``; the command line checks it up front).
+    """
+    validate.flag(sync_bn, "sync_bn")
+    if sync_bn and ctx.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(ctx.device)
     if ctx.device.type == "cuda":
         # fit uses channels-last on CUDA; converting before DDP is built keeps its gradient buckets' layout
@@ -198,20 +218,13 @@ class EpochLoader:
         self.epoch += 1
         return iter(self.loader)
 
+    def state_dict(self) -> dict:
+        """The epoch counter: ``fit`` saves it with a resumable checkpoint, so a resumed run shuffles the
+        epoch it stopped in as the uninterrupted run did (not epoch 0's order again)."""
+        return {"epoch": self.epoch}
 
-def parse_data(spec: str) -> tuple[str, Path | None]:
-    """``"shapes"`` -> ``("shapes", None)``; ``"voc:PATH"`` -> ``("voc", Path(PATH))`` (the folder must
-    exist: ``FileNotFoundError`` otherwise); anything else raises ``ValueError``."""
-    if not isinstance(spec, str):
-        raise TypeError(f"data must be a str ('shapes' or 'voc:PATH'), got {type(spec).__name__}")
-    if spec == "shapes":
-        return "shapes", None
-    if spec.startswith("voc:") and len(spec) > 4:
-        root = Path(spec[4:]).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"--data {spec}: VOC folder not found: {root}")
-        return "voc", root
-    raise ValueError(f"--data must be 'shapes' or 'voc:PATH' (a VOC-layout folder), got {spec!r}")
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = validate.integer(state["epoch"], "state['epoch']", minimum=0)
 
 
 def make_data(spec: str, ctx: Context, *, image_size: int, batch_size: int, seed: int = 0,
@@ -230,8 +243,9 @@ def make_data(spec: str, ctx: Context, *, image_size: int, batch_size: int, seed
     if kind == "shapes":
         from segedu.data.shapes import ShapesDataset
 
-        train_set = ShapesDataset(train_images or profile.train_images, size=image_size, seed=DATA_SEEDS["train"],
-                                  variant=variant, device=ctx.device)
+        n_train = profile.train_images if train_images is None else train_images
+        train_set = ShapesDataset(n_train, size=image_size, seed=DATA_SEEDS["train"], variant=variant,
+                                  device=ctx.device)
         n_val = profile.val_images if val_images is None else val_images
         val_set = ShapesDataset(n_val, size=image_size, seed=DATA_SEEDS["val"], variant=variant,
                                 device=ctx.device) if n_val > 0 else None
@@ -253,36 +267,13 @@ def make_data(spec: str, ctx: Context, *, image_size: int, batch_size: int, seed
 # --------------------------------------------------------------------------- the command
 
 
-def check_arguments(model: str, data: str, schedule: str = "cosine", width: int | None = None, *,
-                    steps: int | None = None, image_size: int | None = None, batch_size: int | None = None,
-                    lr: float | None = None, seed: int = 0, train_images: int | None = None,
-                    val_images: int | None = None, workers: int = 0) -> dict:
-    """The checks ``train`` runs before anything starts: the data source (``parse_data``), the schedule, the
-    model name and width, and the sizes (``None``: not given, the profile's default).
-
-    ``segedu.validate``'s rule: a wrong type raises ``TypeError``, a wrong value ``ValueError`` (a missing VOC
-    folder ``FileNotFoundError``). Returns the model's ``zoo.model_spec`` for one class.
-    """
-    parse_data(data)
-    validate.choice(schedule, "schedule", SCHEDULES)
-    for name, value in (("steps", steps), ("image_size", image_size), ("batch_size", batch_size),
-                        ("train_images", train_images)):
-        if value is not None:
-            validate.positive_int(value, name)
-    if lr is not None:
-        validate.positive_number(lr, "lr")
-    validate.integer(seed, "seed")
-    if val_images is not None:
-        validate.integer(val_images, "val_images", minimum=0)  # 0: no validation
-    validate.integer(workers, "workers", minimum=0)
-    return zoo.model_spec(model, 1, **({} if width is None else {"width": width}))
-
-
 def train(model: str, data: str, steps: int, out: str | os.PathLike, *, image_size: int | None = None,
           batch_size: int | None = None, lr: float | None = None, seed: int = 0, variant: str = "semantic",
           width: int | None = None, train_images: int | None = None, val_images: int | None = None,
           workers: int = 0, device: str | None = None, digest: str | os.PathLike | None = None,
-          schedule: str = "cosine", progress: bool = True) -> dict:
+          schedule: str = "cosine", progress: bool = True, force: bool = False,
+          resume: str | os.PathLike | None = None, save_every: int | None = None, val_every: int | None = None,
+          sync_bn: bool = False, scan: bool = True) -> dict:
     """Train zoo model ``model`` on ``data`` for ``steps`` steps with ``segedu.train.fit``; save to ``out``.
 
     Works the same in one process and under ``torchrun`` (one process per GPU, or several CPU processes).
@@ -290,23 +281,46 @@ def train(model: str, data: str, steps: int, out: str | os.PathLike, *, image_si
     Loss: cross entropy, 255 ignored. Optimizer: Adam; ``schedule="cosine"`` decays its learning rate to 0
     over the run (Loshchilov & Hutter, "SGDR", ICLR 2017), ``"constant"`` keeps it. The decay matters for
     short runs of BatchNorm models: while the weights still move fast, the running statistics used in eval
-    mode lag behind them (lesson 11). Rank 0 evaluates on the validation set and writes the checkpoint
-    (``segedu.checkpoint.save_checkpoint``; metadata: the ``zoo.model_spec``, classes, settings, losses and
-    metrics - ``zoo.load_model(out)`` rebuilds it). ``digest``: a folder where every rank writes
-    ``rank<R>.json`` with its ``state_digest`` and losses (to check that the ranks agree).
+    mode lag behind them (lesson 11).
+
+    Before anything starts, ``segedu.runs.check_arguments`` checks every argument and the output file
+    (``out`` replaces only a segedu checkpoint, and only with ``force`` or when resuming from it) and
+    ``segedu.runs.check_data`` scans a VOC folder (``scan=False`` skips the scan: the CLI has done it).
+
+    Files: ``out`` holds a resumable checkpoint every ``save_every`` steps and when the run is interrupted
+    (Ctrl-C finishes the step under way, saves and raises ``KeyboardInterrupt``: ``segedu.resume``), and the
+    final checkpoint at the end, still resumable (``segedu.checkpoint.save_checkpoint``; metadata: the
+    ``zoo.model_spec``, classes, settings, losses and metrics - ``zoo.load_model(out)`` rebuilds it).
+    ``runs.log_path(out)`` (``unet.pt`` -> ``unet.log.csv``) gets the loss of every step and every
+    validation. ``resume``: a checkpoint of this run to continue from (same model and settings); the resumed
+    run ends with the weights of an uninterrupted one (on a CPU bit for bit; on a GPU up to nondeterministic
+    kernels). Under torchrun rank 0 writes the files; a checkpoint holds the weights, optimizer, scheduler,
+    step and every rank's random generators and sampler position (gathered at each save): resume it with
+    the same number of processes, each of which takes back its own state. With ``schedule="constant"`` a
+    finished run can be extended (``resume=out`` and more ``steps``).
+
+    Validation (rank 0's numbers): every ``val_every`` steps and at the end. ``sync_bn``: BatchNorm statistics
+    over all ranks (``wrap``). ``digest``: a folder where every rank writes ``rank<R>.json`` with its
+    ``state_digest`` and losses (to check that the ranks agree).
 
     Returns a summary dict (on every rank; ``"val"`` only on rank 0).
     """
-    from segedu.checkpoint import save_checkpoint
+    from segedu.checkpoint import read_checkpoint, save_checkpoint
     from segedu.train import evaluate, fit
 
-    # clear errors before any process group is formed
+    # clear errors before any data is read, any model built or any process group formed
     spec = check_arguments(model, data, schedule, width, steps=steps, image_size=image_size, batch_size=batch_size,
-                           lr=lr, seed=seed, train_images=train_images, val_images=val_images, workers=workers)
+                           lr=lr, seed=seed, train_images=train_images, val_images=val_images, workers=workers,
+                           variant=variant, device=device, out=out, force=force, resume=resume,
+                           save_every=save_every, val_every=val_every, sync_bn=sync_bn, digest=digest)
     profile = runtime.profile()
     image_size = profile.image_size if image_size is None else image_size
     batch_size = profile.batch_size if batch_size is None else batch_size
     lr = profile.lr if lr is None else lr
+    settings = dict(data=data, variant=variant, image_size=image_size, batch_size=batch_size, lr=lr,
+                    schedule=schedule, seed=seed, run_steps=steps)  # check_arguments compares them on resume
+    if scan:
+        check_data(data, val_images=val_images, progress=progress and os.environ.get("RANK", "0") == "0")
     ctx = setup(device)
     try:
         train_source, val_set, classes = make_data(
@@ -314,14 +328,24 @@ def train(model: str, data: str, steps: int, out: str | os.PathLike, *, image_si
             train_images=train_images, val_images=val_images, workers=workers)
         spec = zoo.model_spec(model, len(classes), **spec["kwargs"])
         runtime.seed_everything(seed)  # the same initial weights on every rank (DDP broadcasts rank 0's too)
-        net = wrap(zoo.build_model(spec["name"], spec["num_classes"], **spec["kwargs"]), ctx)
+        net = wrap(zoo.build_model(spec["name"], spec["num_classes"], **spec["kwargs"]), ctx, sync_bn=sync_bn)
         optimizer = torch.optim.Adam(net.parameters(), lr=lr)
         loss_fn = nn.CrossEntropyLoss(ignore_index=255)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if schedule == "cosine" else None
-        # seed + rank: each rank draws other scenes (and other augmentations / dropout masks); rank 0 shows progress.
-        history = fit(net, train_source, loss_fn, steps, optimizer, device=ctx.device,
+        meta = dict(spec=spec, classes=list(classes), **settings, world_size=ctx.world_size, profile=profile.name,
+                    sync_bn=sync_bn)
+        # One process: fit validates every val_every steps and at the end. Several: every rank validates
+        # alongside (a DDP forward may broadcast buffers, so all ranks must run the same forwards), and rank
+        # 0 evaluates once more after average_buffers.
+        fit_val = val_set if not ctx.distributed or val_every is not None else None
+        # seed + rank: each rank draws other scenes (and other augmentations / dropout masks); rank 0 shows
+        # progress and writes the log. Every rank takes part in a save (its random state is gathered), and
+        # rank 0 writes the file.
+        history = fit(net, train_source, loss_fn, steps, optimizer, val_data=fit_val, device=ctx.device,
                       progress=progress and ctx.is_main, batch_size=batch_size, seed=seed + ctx.rank,
-                      num_classes=len(classes), scheduler=scheduler)
+                      num_classes=len(classes), scheduler=scheduler, val_every=val_every, checkpoint=out,
+                      save_every=save_every, resume=resume, log=log_path(out) if ctx.is_main else None,
+                      checkpoint_extra=meta)
         average_buffers(net, ctx)
         plain = unwrap(net)
         summary = {"model": spec["name"], "data": data, "steps": history.steps, "world_size": ctx.world_size,
@@ -333,14 +357,16 @@ def train(model: str, data: str, steps: int, out: str | os.PathLike, *, image_si
             record = {**summary, "digest": state_digest(plain), "loss": history.loss}
             (folder / f"rank{ctx.rank}.json").write_text(json.dumps(record, indent=1) + "\n")
         if ctx.is_main:
-            metrics = evaluate(plain, val_set, len(classes), batch_size=batch_size) if val_set is not None else None
+            metrics = None
+            if val_set is not None:
+                metrics = history.last_val if fit_val is not None and not ctx.distributed else evaluate(
+                    plain, val_set, len(classes), batch_size=batch_size)
+                metrics = {k: v for k, v in metrics.items() if k != "step"}
             summary["val"] = metrics
-            save_checkpoint(
-                out, plain, optimizer, spec=spec, classes=list(classes), data=data, variant=variant,
-                image_size=image_size, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed,
-                world_size=ctx.world_size, profile=profile.name, steps=history.steps, loss=history.loss, val=metrics,
-                seconds=history.seconds, images_per_second=history.images_per_second,
-            )
+            # fit has just saved the last step, resumable; the final file keeps that state and adds the results
+            save_checkpoint(out, plain, optimizer, resume_state=read_checkpoint(out)["resume"], **meta,
+                            steps=history.steps, loss=history.loss, val=metrics, seconds=history.seconds,
+                            images_per_second=history.images_per_second)
             summary["out"] = str(out)
         if ctx.distributed:
             dist.barrier()  # the others wait until the checkpoint is on disk

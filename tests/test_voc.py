@@ -19,6 +19,7 @@ from segedu.data.voc import (
     make_shapes_voc_mini,
     read_ids,
     read_mask,
+    scan_voc,
     write_voc,
 )
 
@@ -356,3 +357,90 @@ def test_make_shapes_voc_mini_reproduces_the_shipped_files(tmp_path):
             assert torch.equal(our_mask, their_mask)
             # Same pixels, same encoder settings: equal up to libjpeg differences between Pillow builds.
             assert (our_image - their_image).abs().max() <= 2 / 255
+
+
+# ----------------------------------------------------------------------------------------------------
+# scan_voc: every file of a split read once, before training; the error names the file
+# ----------------------------------------------------------------------------------------------------
+
+
+def _written(tmp_path, length=3):
+    """A fresh VOC folder of SemanticFake items (classes 0..3, a void row); returns (root, dataset)."""
+    root = tmp_path / "voc"
+    write_voc(SemanticFake(length=length), root)
+    return root, VOCSegmentation(root)
+
+
+def _save_mask(path, values):
+    png = Image.fromarray(np.asarray(values, np.uint8))
+    png.putpalette([v for rgb in VOC_PALETTE for v in rgb])
+    png.save(path)
+
+
+def test_scan_reports_a_good_split(tmp_path):
+    root, data = _written(tmp_path)
+    report = scan_voc(root, "train")
+    assert report["images"] == 3 and report["num_classes"] == 4 and report["split"] == "train"
+    assert sum(report["pixels"]) + report["void"] == 3 * 20 * 30 and report["void"] == 3 * 30
+    assert scan_voc(SHIPPED, "val", progress=True)["images"] == MINI_VAL
+
+
+def test_scan_names_a_label_beyond_the_classes(tmp_path):
+    root, data = _written(tmp_path)
+    mask = read_mask(data.mask_path(1)).numpy()
+    mask[5, 5] = 21  # 4 classes: labels 0..3 and 255
+    _save_mask(data.mask_path(1), mask)
+    with pytest.raises(ValueError, match=rf"{data.mask_path(1).name}.*labels \[21\].*4 classes.*0\.\.3"):
+        scan_voc(root, "train")
+    with pytest.raises(ValueError, match=rf"{data.mask_path(1).name}.*labels \[21\]"):
+        data[1]  # the dataset itself names the file too (mid-run that was a bare IndexError in the loss)
+    assert scan_voc(root, "train", num_classes=22)["pixels"][21] == 1
+
+
+def test_scan_names_a_corrupt_or_missing_file(tmp_path):
+    root, data = _written(tmp_path)
+    png = data.mask_path(2)
+    png.write_bytes(png.read_bytes()[:40])  # truncated
+    with pytest.raises(ValueError, match=rf"mask .*{png.name} cannot be read"):
+        scan_voc(root, "train")
+    with pytest.raises(ValueError, match=rf"{png.name} cannot be read"):
+        data[2]
+    root, data = _written(tmp_path / "b")
+    data.image_path(0).write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=rf"image .*{data.image_path(0).name} cannot be read"):
+        scan_voc(root, "train")
+    data.image_path(0).unlink()
+    with pytest.raises(FileNotFoundError, match=data.image_path(0).name):
+        scan_voc(root, "train")
+
+
+def test_scan_names_a_mask_of_another_size(tmp_path):
+    root, data = _written(tmp_path)
+    _save_mask(data.mask_path(0), np.zeros((20, 29), np.uint8))
+    with pytest.raises(ValueError, match=rf"{data.mask_path(0).name}.*\(20, 29\).*\(20, 30\)"):
+        scan_voc(root, "train")
+
+
+def test_scan_refuses_binary_masks_stored_as_255(tmp_path):
+    root, data = _written(tmp_path)
+    for i in range(3):
+        mask = read_mask(data.mask_path(i)).numpy()
+        _save_mask(data.mask_path(i), np.where(mask > 0, 255, 0))  # a black/white mask: objects are "void"
+    with pytest.raises(ValueError, match=r"only 0 and 255.*foreground as 1"):
+        scan_voc(root, "train")
+
+
+def test_scan_explains_an_empty_split(tmp_path):
+    root, _ = _written(tmp_path)
+    (root / "ImageSets" / "Segmentation" / "empty.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"split 'empty' .* has no images: .*empty\.txt lists no ids"):
+        scan_voc(root, "empty")
+    with pytest.raises(FileNotFoundError, match="available splits"):
+        scan_voc(root, "val")
+
+
+def test_scan_arguments_follow_the_rule(tmp_path):
+    root, _ = _written(tmp_path)
+    for bad, error in ((True, TypeError), (2.5, TypeError), (-1, ValueError), (0, ValueError), (256, ValueError)):
+        with pytest.raises(error, match="num_classes"):
+            scan_voc(root, "train", num_classes=bad)

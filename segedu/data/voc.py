@@ -17,7 +17,9 @@ that training and evaluation ignore.
 
 ``write_voc`` writes any segmentation dataset in this layout (the synthetic shapes, or your own data);
 ``VOCSegmentation`` reads it back - or a real ``VOCdevkit/VOC2012`` folder, unchanged - as
-``(image float32 [3, H, W] in [0, 1], mask int64 [H, W])`` pairs.
+``(image float32 [3, H, W] in [0, 1], mask int64 [H, W])`` pairs. ``scan_voc`` reads a whole split once and
+names the first bad file (unreadable, mismatched sizes, labels beyond the classes), so that a training run
+does not find it hours in.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from tqdm.auto import tqdm
+
 from segedu import validate
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "read_mask",
     "read_ids",
     "VOCSegmentation",
+    "scan_voc",
     "write_voc",
     "MINI_TRAIN",
     "MINI_VAL",
@@ -53,27 +58,8 @@ VOID = 255
 """The label of pixels that are ignored (object borders in VOC); also ``ignore_index`` of the losses."""
 
 VOC_CLASSES: tuple[str, ...] = (
-    "background",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
 """The 21 labels of PASCAL VOC 2012 segmentation: background (0) and 20 object classes (1..20)."""
 
@@ -119,15 +105,55 @@ def read_mask(path: str | os.PathLike) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mask file not found: {path}")
-    with Image.open(path) as png:
-        if png.mode not in ("P", "L"):
-            raise ValueError(
-                f"mask {path} must be a palette ('P') or greyscale ('L') PNG holding class indices, "
-                f"got mode {png.mode!r}; a colour (RGB) mask has to be mapped back to indices first"
-            )
-        # np.array on a "P" image gives the indices; .convert("RGB") would give the colours instead.
-        indices = np.array(png, dtype=np.uint8)
+    try:
+        with Image.open(path) as png:
+            mode = png.mode
+            # np.array on a "P" image gives the indices; .convert("RGB") would give the colours instead.
+            indices = np.array(png, dtype=np.uint8) if mode in ("P", "L") else None
+    except (OSError, SyntaxError) as error:  # PIL: unidentified, truncated or broken files
+        raise ValueError(f"mask {path} cannot be read ({error}): a corrupt or truncated PNG?") from error
+    if indices is None:
+        raise ValueError(
+            f"mask {path} must be a palette ('P') or greyscale ('L') PNG holding class indices, "
+            f"got mode {mode!r}; a colour (RGB) mask has to be mapped back to indices first"
+        )
     return torch.from_numpy(indices).to(torch.int64)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 ``[H, W, 3]``; a missing file raises ``FileNotFoundError``, an unreadable one
+    ``ValueError``, both naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as jpeg:
+            # convert("RGB"): some real-world JPEGs are greyscale or CMYK; every item has 3 channels anyway.
+            return np.array(jpeg.convert("RGB"), dtype=np.uint8)
+    except (OSError, SyntaxError) as error:  # PIL: unidentified, truncated or broken files
+        raise ValueError(f"image {path} cannot be read ({error}): a corrupt or truncated file?") from error
+
+
+def _check_labels(mask: torch.Tensor, mask_path: Path, image_size: tuple, image_path: Path,
+                  num_classes: int) -> torch.Tensor:
+    """``mask`` ``[H, W]`` must have the image's size and hold labels ``0..num_classes - 1`` or 255 (void).
+
+    ``ValueError`` names the file otherwise: a label beyond the classes would fail mid-run as an index error
+    inside the loss (a device-side assert on CUDA) that names no file. Returns the per-label pixel counts
+    ``[256]``.
+    """
+    if tuple(mask.shape) != tuple(image_size):
+        raise ValueError(
+            f"mask {mask_path} has size (H, W) = {tuple(mask.shape)} but its image {image_path.name} "
+            f"has size {tuple(image_size)}"
+        )
+    counts = torch.bincount(mask.flatten(), minlength=VOID + 1)
+    bad = [v for v in counts.nonzero().flatten().tolist() if num_classes <= v < VOID]
+    if bad:
+        raise ValueError(
+            f"mask {mask_path} holds labels {bad[:8]} but the data has {num_classes} classes (labels "
+            f"0..{num_classes - 1}, 255 = void): list every class in classes.txt or map the labels to 0..C-1"
+        )
+    return counts
 
 
 def read_ids(split_file: str | os.PathLike) -> list[str]:
@@ -151,8 +177,9 @@ class VOCSegmentation(Dataset):
     Attributes: ``root``, ``split``, ``ids`` (list of str), ``classes`` (names from ``root/classes.txt`` when
     present, else ``VOC_CLASSES``).
 
-    Missing folders or files raise ``FileNotFoundError`` naming the path; a mask whose size differs from its
-    image raises ``ValueError`` naming the file and both sizes.
+    Missing folders or files raise ``FileNotFoundError`` naming the path; an unreadable file, a mask whose
+    size differs from its image (both sizes named) or a label beyond ``classes`` (255 aside) raises
+    ``ValueError`` naming the file. ``scan_voc`` runs these checks over a whole split at once.
     """
 
     def __init__(
@@ -204,18 +231,10 @@ class VOCSegmentation(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items in split {self.split!r}")
         image_path, mask_path = self.image_path(index), self.mask_path(index)
-        if not image_path.is_file():
-            raise FileNotFoundError(f"image file not found: {image_path}")
-        with Image.open(image_path) as jpeg:
-            # convert("RGB"): some real-world JPEGs are greyscale or CMYK; every item has 3 channels anyway.
-            pixels = np.array(jpeg.convert("RGB"), dtype=np.uint8)  # [H, W, 3]
+        pixels = _read_image(image_path)  # [H, W, 3]
         image = torch.from_numpy(pixels).permute(2, 0, 1).to(torch.float32) / 255.0
         mask = read_mask(mask_path)
-        if image.shape[-2:] != mask.shape:
-            raise ValueError(
-                f"mask {mask_path} has size (H, W) = {tuple(mask.shape)} but its image {image_path.name} "
-                f"has size {tuple(image.shape[-2:])}"
-            )
+        _check_labels(mask, mask_path, pixels.shape[:2], image_path, len(self.classes))
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)
         return image, mask
@@ -225,6 +244,44 @@ class VOCSegmentation(Dataset):
             f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, "
             f"items={len(self)}, classes={len(self.classes)})"
         )
+
+
+def scan_voc(root: str | os.PathLike, split: str = "train", num_classes: int | None = None, *,
+             progress: bool = False) -> dict:
+    """Read every image and mask of a split once, before training, and name the first bad file.
+
+    Checks: the folders and the split file exist (``FileNotFoundError``); the split lists at least one id;
+    every image and mask exists and decodes; each mask has its image's size and holds labels
+    ``0..num_classes - 1`` or 255 (void). A split whose masks hold only 0 and 255 is refused too: that is a
+    binary mask saved black/white, and since 255 means void every object would be ignored (store the
+    foreground as 1). Anything wrong raises ``ValueError`` naming the file.
+
+    Args:
+        num_classes: C; default ``len(VOCSegmentation(root, split).classes)``.
+        progress: a ``tqdm`` bar over the files (a real VOC split has thousands).
+
+    Returns:
+        ``{"root", "split", "images": N, "num_classes": C, "pixels": [pixels of each label 0..C-1],
+        "void": void pixels}``.
+    """
+    data = VOCSegmentation(root, split)
+    num_classes = validate.integer(len(data.classes) if num_classes is None else num_classes, "num_classes",
+                                   minimum=1, maximum=VOID)
+    split_file = data.root / "ImageSets" / "Segmentation" / f"{data.split}.txt"
+    if not data.ids:
+        raise ValueError(f"split {data.split!r} of {data.root} has no images: {split_file} lists no ids")
+    counts = torch.zeros(VOID + 1, dtype=torch.int64)
+    for index in tqdm(range(len(data)), desc=f"scan {data.split}", unit="file", disable=not progress):
+        image_path, mask_path = data.image_path(index), data.mask_path(index)
+        size = _read_image(image_path).shape[:2]
+        counts += _check_labels(read_mask(mask_path), mask_path, size, image_path, num_classes)
+    if counts[VOID] > 0 and counts[1:VOID].sum() == 0:
+        raise ValueError(
+            f"every mask of {split_file} holds only 0 and 255: 255 means void (ignored), so no object would be "
+            "learned; a binary mask must store the foreground as 1, not 255"
+        )
+    return {"root": str(data.root), "split": data.split, "images": len(data), "num_classes": num_classes,
+            "pixels": counts[:num_classes].tolist(), "void": int(counts[VOID])}
 
 
 # ----------------------------------------------------------------------------------------------------
