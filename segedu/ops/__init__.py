@@ -2,7 +2,7 @@
 the permutohedral lattice.
 
 Import the submodules (``segedu.ops.upsample``, ``segedu.ops.checkerboard``, ``segedu.ops.dilation``,
-``segedu.ops.roi``, ``segedu.ops.distance``, ``segedu.ops.permutohedral``); the package itself defines nothing.
+``segedu.ops.roi``, ``segedu.ops.boxes``, ``segedu.ops.distance``, ``segedu.ops.permutohedral``); the package itself defines nothing.
 """
 
-__all__ = ["checkerboard", "dilation", "distance", "permutohedral", "roi", "upsample"]
+__all__ = ["boxes", "checkerboard", "dilation", "distance", "permutohedral", "roi", "upsample"]

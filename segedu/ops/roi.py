@@ -1,4 +1,4 @@
-"""Regions of interest by hand: RoIPool, RoIAlign, box IoU and non-maximum suppression (lesson 09).
+"""Regions of interest by hand: RoIPool and RoIAlign (lesson 09); box IoU and NMS re-exported from ``boxes``.
 
 A two-stage detector proposes boxes ("regions of interest", RoIs) and then crops a fixed-size feature map out
 of the backbone's features for every box, so that one small head can classify, refine and segment boxes of
@@ -14,11 +14,8 @@ any size. Two ways to crop:
   continuous coordinate ``i + 0.5``; the legacy ``aligned=False`` keeps Mask R-CNN's original half-pixel
   misalignment, and forces boxes smaller than one cell to be one cell.
 
-Two ways to clean up detections:
-
-* ``box_iou`` - intersection over union of every pair of boxes.
-* ``nms`` - greedy non-maximum suppression: visit boxes from the highest score down and keep a box unless a
-  box kept before it overlaps it by more than ``iou_threshold``. ``batched_nms`` does it per class.
+The detections are then cleaned up by ``box_iou``, ``nms`` and ``batched_nms``, written in
+``segedu.ops.boxes`` and importable from here too (``segedu.ops.roi.nms``).
 
 Conventions, those of ``torchvision.ops`` (and the same signatures): features ``[N, C, H, W]``; boxes
 ``(x1, y1, x2, y2)`` in input-image coordinates, mapped to the feature map by ``spatial_scale`` (1/stride);
@@ -27,16 +24,23 @@ pooled features ``[K, C, PH, PW]``. ``tests/test_roi.py`` checks every function 
 kernels to 1e-6 in float64, including sub-pixel, empty and out-of-image boxes. Everything is vectorized over
 RoIs and bins (no Python loop over either), runs on any device and is differentiable with respect to the
 features, as torchvision's ops are (RoIAlign also with respect to the boxes, almost everywhere).
+
+Numerics: box coordinates are handled in float32 at least (float64 for float64 features), also for
+float16 / bfloat16 features and under ``torch.autocast``: float16 has 11 significant bits, so near pixel 700
+it can only say 700 or 700.5. Boxes must be finite: torchvision's kernels turn NaN or infinite coordinates
+into undefined integer casts (garbage, or a crash), so these functions raise a ``ValueError`` instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 from torch import Tensor
 
 from segedu import validate
+from segedu.ops.boxes import batched_nms, box_iou, nms
 
 __all__ = ["roi_pool", "roi_align", "box_iou", "nms", "batched_nms"]
 
@@ -49,10 +53,12 @@ def _check_features(input) -> None:
 
 
 def _as_rois(boxes, input: Tensor) -> Tensor:
-    """Boxes in torchvision's two formats -> ``[K, 5]`` rows ``(batch index, x1, y1, x2, y2)`` in input's dtype.
+    """Boxes in torchvision's two formats -> ``[K, 5]`` rows ``(batch index, x1, y1, x2, y2)``.
 
     ``Tensor[K, 5]`` is taken as is; a list of ``N`` tensors ``[L_i, 4]`` gets batch index ``i`` prepended
-    (``torchvision.ops._utils.convert_boxes_to_roi_format``). Batch indices must name an image of ``input``.
+    (``torchvision.ops._utils.convert_boxes_to_roi_format``). Batch indices must name an image of ``input``;
+    coordinates must be finite. The result is in ``input``'s dtype if that is float32 or float64, else in
+    float32: float16 / bfloat16 features (autocast) must not round the box coordinates.
     """
     if isinstance(boxes, Tensor):
         if boxes.dim() != 2 or boxes.shape[1] != 5:
@@ -77,7 +83,12 @@ def _as_rois(boxes, input: Tensor) -> Tensor:
         raise TypeError(f"boxes must be floating point (coordinates), got dtype {rois.dtype}")
     if rois.device != input.device:
         raise ValueError(f"boxes are on {rois.device} but input is on {input.device}")
-    rois = rois.to(input.dtype)
+    rois = rois.to(input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32)
+    finite = torch.isfinite(rois).all(dim=1)
+    if not bool(finite.all()):
+        rows = (~finite).nonzero().squeeze(1).tolist()
+        raise ValueError(f"boxes must hold finite coordinates, got NaN or inf in row(s) {rows[:5]}"
+                         + (f" and {len(rows) - 5} more" if len(rows) > 5 else ""))
     batch = rois[:, 0]
     if rois.shape[0] and bool(((batch < 0) | (batch >= input.shape[0]) | (batch != batch.floor())).any()):
         raise ValueError(
@@ -124,15 +135,16 @@ def roi_pool(input: Tensor, boxes, output_size, spatial_scale: float = 1.0) -> T
     n, c, height, width = input.shape
     k = rois.shape[0]
     dtype, device = input.dtype, input.device
+    coords = rois.dtype  # float32 at least: float16 cannot tell cell 700 from 700.5
 
     start_x, start_y, end_x, end_y = _round_half_away(rois[:, 1:] * scale).long().unbind(1)
     # Malformed boxes (x2 < x1) become one cell, as in torchvision.
-    roi_w = (end_x - start_x + 1).clamp(min=1).to(dtype)
-    roi_h = (end_y - start_y + 1).clamp(min=1).to(dtype)
+    roi_w = (end_x - start_x + 1).clamp(min=1).to(coords)
+    roi_h = (end_y - start_y + 1).clamp(min=1).to(coords)
 
     def bins(start, size, pooled, length):
         """Cell range [lo, hi) of every bin along one axis, clipped to the map: long [K, P] each."""
-        p = torch.arange(pooled, device=device, dtype=dtype)
+        p = torch.arange(pooled, device=device, dtype=coords)
         step = size[:, None] / pooled  # [K, 1] bin size in cells, fractional
         lo = torch.floor(p * step).long() + start[:, None]
         hi = torch.ceil((p + 1) * step).long() + start[:, None]
@@ -168,14 +180,59 @@ def _interpolation_axis(t: Tensor, length: int):
     (both weights 0); one within a cell outside is clamped to the border.
     """
     inside = (t >= -1.0) & (t <= length)
-    t = t.clamp(min=0)
-    low = t.floor().long()  # t >= 0, so floor = C's truncation
-    at_end = low >= length - 1  # the last cell has no right neighbour: use it alone
-    low = torch.where(at_end, torch.full_like(low, length - 1), low)
-    high = torch.where(at_end, low, low + 1)
-    frac = torch.where(at_end, torch.zeros_like(t), t - low.to(t.dtype))
+    # Clamp before converting to integers, so that no coordinate, however far out, overflows an index.
+    t = t.clamp(0, length - 1)
+    low = t.floor()
+    high = (low + 1).clamp(max=length - 1)  # the last cell has no right neighbour: use it alone (frac = 0)
+    frac = t - low
     keep = inside.to(t.dtype)
-    return low, high, (1 - frac) * keep, frac * keep
+    return low.long(), high.long(), (1 - frac) * keep, frac * keep
+
+
+def _axis_weights(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, length: int) -> Tensor:
+    """RoIAlign along one axis as a matrix: ``[K, P, length]``, row ``p`` = the average over bin ``p``'s
+    ``grid`` samples of the bilinear weights each sample puts on the cells ``0 .. length - 1``.
+
+    ``start``, ``bin_size``, ``grid`` are ``[K]`` (``grid`` holds whole numbers as floats, of any size).
+    Sample ``i`` of bin ``p`` sits at ``start + p * bin + (i + 0.5) * bin / grid``. Only samples in
+    ``[-1, length]`` read anything, and with adaptive sampling consecutive samples are 0.5 to 1 cell apart,
+    so each bin visits a window of at most about ``2 * length + 5`` samples, however large the box.
+    Boxes are grouped by their window size rounded up to a power of two, so that a huge box does not pad
+    every other box's samples to its window.
+    """
+    k, dtype, device = start.shape[0], start.dtype, start.device
+    origin = start[:, None] + torch.arange(pooled, device=device, dtype=dtype) * bin_size[:, None]  # [K, P]
+    divisor = grid.clamp(min=1)  # an axis with no samples (grid 0) has an empty window and weighs 0
+    with torch.no_grad():  # which samples to visit: integer positions, no gradient
+        spacing = bin_size / divisor
+        ahead = spacing > 0  # empty or inverted boxes (aligned=True) have no direction: visit all samples
+        reach = torch.where(ahead, torch.floor((length + 1) / spacing) + 4, grid)
+        count = torch.minimum(grid, reach)  # [K] samples per bin to visit
+        first = torch.where(ahead[:, None], torch.floor((-1 - origin) / spacing[:, None] - 0.5) - 1, 0)
+        first = torch.minimum(first.clamp(min=0), (grid - count)[:, None])  # the window stays in [0, grid)
+        # Group the boxes by their window rounded up to a power of two: a few groups, each padded < 2x.
+        groups = torch.where(count > 0, torch.exp2(torch.ceil(torch.log2(count.clamp(min=1)))), 0).long()
+    weights = start.new_zeros(k, pooled, length)
+    for size in groups.unique().tolist():
+        if size == 0:
+            continue
+        box = (groups == size).nonzero().squeeze(1)
+        j = torch.arange(size, device=device, dtype=dtype)
+        i = first[box, :, None] + j  # [k, P, size] sample indices
+        # Written in the reference kernels' order of operations, so float64 results agree to rounding.
+        t = origin[box, :, None] + (i + 0.5) * bin_size[box, None, None] / divisor[box, None, None]
+        low, high, w_low, w_high = _interpolation_axis(t, length)
+        used = (j < count[box, None, None]).to(dtype)  # the window's padding weighs 0
+        axis = start.new_zeros(len(box), pooled, length)
+        weights[box] = axis.scatter_add(2, low, w_low * used).scatter_add(2, high, w_high * used)
+    return weights / divisor[:, None, None]
+
+
+def _full_precision(device: torch.device):
+    """A context with autocast off on ``device`` (autocast would run the products in float16/bfloat16)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def roi_align(
@@ -199,28 +256,34 @@ def roi_align(
 
     Args:
         input: features ``[N, C, H, W]``.
-        boxes: ``Tensor[K, 5]`` (batch index, x1, y1, x2, y2) or a list of ``N`` tensors ``[L, 4]``.
+        boxes: ``Tensor[K, 5]`` (batch index, x1, y1, x2, y2) or a list of ``N`` tensors ``[L, 4]``; finite.
         output_size: ``PH`` (square) or ``(PH, PW)``.
         spatial_scale: feature cells per input pixel (1 / stride).
         sampling_ratio: samples per bin along each axis; ``<= 0`` = adaptive.
         aligned: shift by half a cell (Detectron2; use ``True`` for new code).
 
     Returns:
-        ``[K, C, PH, PW]``, differentiable with respect to ``input`` (and the boxes).
+        ``[K, C, PH, PW]`` in ``input``'s dtype, differentiable with respect to ``input`` (and the boxes).
 
-    Vectorized over RoIs, bins and samples. Bilinear interpolation is separable, so the samples are first
-    interpolated along y (two gathered rows per sample row) and then along x. An adaptive grid takes the
-    largest ``G`` over all boxes and masks the unused samples of smaller boxes.
+    Vectorized over RoIs, bins and samples. The output is linear in the features and bilinear interpolation
+    is separable, so bin ``(p, q)`` of box ``k`` is ``Wy[k, p] @ F @ Wx[k, q]``: ``Wy [K, PH, H]`` holds the
+    averaged interpolation weights of each bin's sample rows on the feature rows, ``Wx [K, PW, W]`` those of
+    its sample columns. Two matrix products per image do the rest, so memory does not grow with the number
+    of samples (a 10^6-pixel box has 142858 per bin and axis at P = 7).
+
+    Numerics: coordinates, weights and products are float32 at least (float64 for float64 input), with
+    autocast switched off inside, and the result is cast back to ``input``'s dtype, as torchvision's
+    autocast wrapper does. In float16 coordinates near y = 700 are 0.5 apart, in bfloat16 4 apart. Boxes with
+    NaN or infinite coordinates are refused (``ValueError``): torchvision's kernels read them as garbage.
     """
     _check_features(input)
     ph, pw = validate.pair(output_size, "output_size", 1)
     scale = validate.positive_number(spatial_scale, "spatial_scale")
     sampling_ratio = validate.integer(sampling_ratio, "sampling_ratio")
     aligned = validate.flag(aligned, "aligned")
-    rois = _as_rois(boxes, input)
+    rois = _as_rois(boxes, input)  # float32 or float64
     n, c, height, width = input.shape
     k = rois.shape[0]
-    dtype, device = input.dtype, input.device
     if k == 0:
         return input.new_zeros(0, c, ph, pw)
 
@@ -229,137 +292,23 @@ def roi_align(
     roi_w, roi_h = x2 - x1, y2 - y1
     if not aligned:  # the original Mask R-CNN forces malformed or tiny boxes to one cell
         roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
+    if not bool(torch.isfinite(torch.stack([x1, y1, roi_w, roi_h])).all()):
+        raise ValueError(f"boxes * spatial_scale must have finite corners and sizes in {rois.dtype}, got a box "
+                         "beyond that range")
     bin_w, bin_h = roi_w / pw, roi_h / ph
-
     if sampling_ratio > 0:
-        grid_h = grid_w = torch.full((k,), sampling_ratio, dtype=torch.long, device=device)
+        grid_h = grid_w = torch.full_like(roi_h, sampling_ratio)
     else:  # adaptive: about one sample per feature cell; an empty (or inverted) box gets none
-        grid_h = torch.ceil(roi_h / ph).clamp(min=0).long()
-        grid_w = torch.ceil(roi_w / pw).clamp(min=0).long()
-    g_h, g_w = max(int(grid_h.max()), 1), max(int(grid_w.max()), 1)  # one sync: the padded grid size
+        grid_h, grid_w = torch.ceil(roi_h / ph).clamp(min=0), torch.ceil(roi_w / pw).clamp(min=0)
 
-    def samples(start, bin_size, grid, pooled, g):
-        """Sample coordinates [K, P * g] (bin-major) and a mask of the samples this box really has."""
-        p = torch.arange(pooled, device=device, dtype=dtype)[None, :, None]
-        i = torch.arange(g, device=device, dtype=dtype)[None, None, :]
-        step = bin_size[:, None, None]
-        # Written in the reference kernels' order of operations, so float64 results agree to rounding.
-        t = start[:, None, None] + p * step + (i + 0.5) * step / grid.clamp(min=1)[:, None, None].to(dtype)
-        used = i < grid[:, None, None]
-        return t.reshape(k, pooled * g), used.expand(k, pooled, g).reshape(k, pooled * g)
-
-    ys, used_y = samples(y1, bin_h, grid_h, ph, g_h)  # [K, PH * g_h]
-    xs, used_x = samples(x1, bin_w, grid_w, pw, g_w)  # [K, PW * g_w]
-    y_low, y_high, wy_low, wy_high = _interpolation_axis(ys, height)
-    x_low, x_high, wx_low, wx_high = _interpolation_axis(xs, width)
-    wy_low, wy_high = wy_low * used_y, wy_high * used_y  # padded samples weigh 0
-    wx_low, wx_high = wx_low * used_x, wx_high * used_x
-
-    # Along y: for every RoI and sample row, blend two whole feature rows. input[b, :, y, :] with
-    # b [K, 1] and y [K, Y] indexes to [K, Y, C, W]; move C first.
-    b = rois[:, 0].long()[:, None]
-    rows = (input[b, :, y_low] * wy_low[..., None, None] + input[b, :, y_high] * wy_high[..., None, None])
-    rows = rows.permute(0, 2, 1, 3)  # [K, C, Y, W]
-    # Along x: gather two columns per sample column and blend them.
-    def columns(index: Tensor) -> Tensor:  # [K, X] column indices -> [K, C, Y, X] values
-        return rows.gather(3, index[:, None, None, :].expand(k, c, rows.shape[2], index.shape[1]))
-
-    values = columns(x_low) * wx_low[:, None, None, :] + columns(x_high) * wx_high[:, None, None, :]
-
-    count = (grid_h * grid_w).clamp(min=1).to(dtype)  # samples per bin (at least 1, as in torchvision)
-    pooled = values.reshape(k, c, ph, g_h, pw, g_w).sum(dim=(3, 5))
-    return pooled / count[:, None, None, None]
-
-
-# --------------------------------------------------------------------------- IoU and NMS
-
-
-def _check_boxes(boxes, name: str) -> None:
-    validate.tensor(boxes, name, layout="[N, 4] (x1, y1, x2, y2)")
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must be [N, 4] (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
-
-
-def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Intersection over union of every pair of boxes, as ``torchvision.ops.box_iou``.
-
-    Args:
-        boxes1: ``[N, 4]``, boxes2: ``[M, 4]``, both ``(x1, y1, x2, y2)`` with ``x1 <= x2``, ``y1 <= y2``.
-
-    Returns:
-        ``[N, M]``: ``|A n B| / (|A| + |B| - |A n B|)``; NaN for two empty boxes (0 / 0). Integer boxes give
-        float IoU.
-    """
-    _check_boxes(boxes1, "boxes1")
-    _check_boxes(boxes2, "boxes2")
-    if not boxes1.is_floating_point():
-        boxes1 = boxes1.float()
-    if not boxes2.is_floating_point():
-        boxes2 = boxes2.float()
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # [N, M, 2]
-    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)  # no overlap -> zero width or height
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / (area1[:, None] + area2[None, :] - inter)
-
-
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy non-maximum suppression, as ``torchvision.ops.nms``.
-
-    Visit the boxes from the highest score down (ties: lower index first); keep a box unless a box **kept**
-    before it has IoU ``> iou_threshold`` with it.
-
-    Args:
-        boxes: ``[N, 4]`` (x1, y1, x2, y2); scores: ``[N]``; iou_threshold: suppress at IoU above it
-            (1 keeps every box; 0 keeps no two overlapping boxes).
-
-    Returns:
-        int64 ``[N_kept]``: indices into ``boxes``, by decreasing score.
-
-    How it is vectorized: greedy NMS is sequential (whether box j survives depends on which earlier boxes
-    survived), but the rule is a recurrence ``keep[j] = not any(keep[i] and overlap[i, j] for i < j)``.
-    Starting from "keep everything" and applying the rule to all boxes at once fixes at least one more box per
-    round, so it reaches the greedy answer after as many rounds as the longest chain of suppressions (a
-    handful in practice, never more than N) instead of one Python step per box. Its first round alone is
-    "Fast NMS" (Bolya et al., YOLACT, ICCV 2019), which also lets already-suppressed boxes suppress others.
-    Memory is an N x N boolean matrix.
-    """
-    _check_boxes(boxes, "boxes")
-    validate.tensor(scores, "scores", layout="[N] (one per box)")
-    if scores.shape != (boxes.shape[0],):
-        got = tuple(scores.shape)
-        raise ValueError(f"scores must be a tensor [N] with N = {boxes.shape[0]} (one per box), got {got}")
-    if scores.device != boxes.device:
-        raise ValueError(f"scores are on {scores.device} but boxes on {boxes.device}")
-    iou_threshold = validate.number(iou_threshold, "iou_threshold")
-    order = torch.sort(scores, descending=True, stable=True).indices
-    sorted_boxes = boxes[order]
-    n = order.shape[0]
-    # overlap[i, j]: box i (higher score) would suppress box j (lower score).
-    earlier = torch.ones(n, n, dtype=torch.bool, device=boxes.device).triu(diagonal=1)
-    overlap = (box_iou(sorted_boxes, sorted_boxes) > iou_threshold) & earlier
-    keep = torch.ones(n, dtype=torch.bool, device=boxes.device)
-    for _ in range(n):
-        new_keep = ~(overlap & keep[:, None]).any(dim=0)
-        if torch.equal(new_keep, keep):
-            break
-        keep = new_keep
-    return order[keep]
-
-
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    """NMS within each category (``idxs``, e.g. class labels): boxes of different categories never suppress
-    each other. As ``torchvision.ops.batched_nms``, with its trick: shift each category's boxes by
-    ``category * (largest coordinate + 1)`` so that boxes of different categories cannot overlap, then run
-    one ``nms``. Returns int64 indices by decreasing score."""
-    _check_boxes(boxes, "boxes")
-    validate.tensor(idxs, "idxs", layout="[N] (one category per box)")
-    if idxs.shape != (boxes.shape[0],):
-        got = tuple(idxs.shape)
-        raise ValueError(f"idxs must be a tensor [N] with N = {boxes.shape[0]} (one category per box), got {got}")
-    if boxes.numel() == 0:
-        return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    offsets = idxs.to(boxes) * (boxes.max() + 1)
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    with _full_precision(input.device):
+        wy = _axis_weights(y1, bin_h, grid_h, ph, height)  # [K, PH, H]
+        wx = _axis_weights(x1, bin_w, grid_w, pw, width)  # [K, PW, W]
+        features = input.to(rois.dtype)
+        out = features.new_zeros(k, c, ph, pw)
+        batch = rois[:, 0].long()
+        for image in batch.unique().tolist():  # a loop over the images, not over the RoIs
+            box = (batch == image).nonzero().squeeze(1)
+            rows = torch.einsum("kph,chw->kcpw", wy[box], features[image])  # blend feature rows (y) ...
+            out[box] = torch.einsum("kcpw,kqw->kcpq", rows, wx[box])  # ... then columns (x)
+    return out.to(input.dtype)
