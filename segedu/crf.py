@@ -72,6 +72,7 @@ from segedu.ops.permutohedral import LatticeStack, PermutohedralLattice
 __all__ = [
     "dense_crf",
     "DenseCRF",
+    "filter_work",
     "crf_energy",
     "gaussian_features",
     "bilateral_features",
@@ -213,6 +214,12 @@ class NaiveGaussianFilter:
         dist2 = (sq[start:stop, None] + sq[None, :] - 2.0 * f[start:stop] @ f.t()).clamp_(min=0)
         return torch.exp(-0.5 * dist2)
 
+    @property
+    def multiply_adds(self) -> int:
+        """The work of one ``filter`` call per value channel: each of the N outputs sums N kernel-weighted values,
+        N^2 terms (the per-pixel scalings ``pre``/``post``, 2N, left out). A count, not a clock (lesson 07)."""
+        return self.num_pixels**2
+
     def scaled(self, pre: torch.Tensor, post: torch.Tensor) -> "NaiveGaussianFilter":
         """The same filter with per-pixel scales ``[N]`` applied before and after (used for normalisation)."""
         return NaiveGaussianFilter(self.features, pre, post, self._matrix)
@@ -265,21 +272,26 @@ def mean_field(unary: torch.Tensor, kernels: list, iterations: int) -> torch.Ten
     return q
 
 
-def _kernels(image, height, width, params, method, dtype) -> list:
-    """The normalised, weighted filters of one image ``[3, H, W]``: each ``w D^-1/2 K D^-1/2``."""
-    n = height * width
+def _filters(image, height, width, params, method, dtype) -> list:
+    """``(weight, filter)`` for each kernel of non-zero weight of one image ``[3, H, W]``, not yet normalised."""
     if method == "auto":
-        method = "naive" if n <= NAIVE_MAX_PIXELS else "permutohedral"
+        method = "naive" if height * width <= NAIVE_MAX_PIXELS else "permutohedral"
     build = NaiveGaussianFilter if method == "naive" else PermutohedralLattice
-    kernels = []
+    filters = []
     for weight, features in (
         (params["w_bilateral"], lambda: bilateral_features(image, params["theta_alpha"], params["theta_beta"])),
         (params["w_gaussian"], lambda: gaussian_features(height, width, params["theta_gamma"], image.device)),
     ):
-        if weight == 0:
-            continue
-        kernel = build(features().to(dtype))  # the naive filter works in the dtype of the probabilities
-        ones = torch.ones(n, 1, dtype=dtype, device=image.device)
+        if weight != 0:  # the naive filter works in the dtype of the probabilities
+            filters.append((weight, build(features().to(dtype))))
+    return filters
+
+
+def _kernels(image, height, width, params, method, dtype) -> list:
+    """The normalised, weighted filters of one image ``[3, H, W]``: each ``w D^-1/2 K D^-1/2``."""
+    kernels = []
+    for weight, kernel in _filters(image, height, width, params, method, dtype):
+        ones = torch.ones(height * width, 1, dtype=dtype, device=image.device)
         # symmetric normalisation (pydensecrf's NORMALIZE_SYMMETRIC): D^-1/2 K D^-1/2, D = diag(K 1)
         norm = torch.rsqrt(kernel.filter(ones)[:, 0] + 1e-20)
         kernels.append(kernel.scaled(norm, weight * norm))
@@ -326,6 +338,30 @@ def dense_crf(
         kernels = _kernels(image[k], h, w, params, method, probs.dtype)
         out.append(mean_field(unary, kernels, iterations).t().reshape(c, h, w))
     return torch.stack(out) if batched else out[0]
+
+
+def filter_work(
+    image: torch.Tensor,
+    w_bilateral: float = 10.0,
+    theta_alpha: float = 80.0,
+    theta_beta: float = 13.0,
+    w_gaussian: float = 3.0,
+    theta_gamma: float = 3.0,
+    method: str = "auto",
+) -> int:
+    """The counted work of one mean-field message on ``image`` uint8 ``[3, H, W]``: the multiply-adds per class
+    of the filters ``dense_crf`` builds for it (their ``multiply_adds``, summed over the kernels of non-zero
+    weight): N^2 per kernel for ``"naive"``; for ``"permutohedral"`` at most (d+1)(2 + 3(d+1)) N per kernel,
+    d = 5 (appearance) and 2 (smoothness): 153 N for both. ``dense_crf`` runs ``iterations x C`` times this (plus
+    one normalising filter per kernel). Unlike a timing it does not change when other programs load the machine
+    (lesson 07)."""
+    params = dict(
+        w_bilateral=w_bilateral, theta_alpha=theta_alpha, theta_beta=theta_beta,
+        w_gaussian=w_gaussian, theta_gamma=theta_gamma,
+    )  # fmt: skip
+    _check_params(0, params, method)
+    _, height, width = _check_image(image, batched=False).shape
+    return sum(f.multiply_adds for _, f in _filters(image, height, width, params, method, torch.float32))
 
 
 def crf_energy(

@@ -19,7 +19,9 @@ them in its checkpoints so that ``load_model(path)`` rebuilds the network withou
 Modules are imported when a model is built (lazily): importing the zoo costs nothing.
 
 To compare models (lesson 11): ``count_parameters``, ``forward_flops`` (``torch.utils.flop_counter``),
-``conv2d_flops`` (the same count for one convolution, by its formula) and ``latency`` (median seconds).
+``conv2d_flops`` (the same count for one convolution, by its formula), ``forward_calls`` (the torch calls of a
+forward pass: the per-call overhead a batch shares) and ``latency`` (best-of-N seconds). The counts are what a
+test can check on a busy machine; the latency is for showing.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from torch import nn
 from segedu import runtime, validate
 
 __all__ = ["MODEL_NAMES", "SMALL_ASPP_RATES", "model_spec", "build_model", "describe", "load_model",
-           "count_parameters", "conv2d_flops", "forward_flops", "latency"]
+           "count_parameters", "conv2d_flops", "forward_flops", "forward_calls", "latency"]
 
 # ASPP rates for the small encoder at output stride 16: a 64-256 px scene leaves a 4-16 px feature map, on
 # which the paper's rates (6, 12, 18 for ~33 px maps) would mostly sample padding (lesson 07, section 2).
@@ -205,11 +207,42 @@ def forward_flops(model: nn.Module, x: "torch.Tensor") -> int:
     return int(counter.get_total_flops())
 
 
+def forward_calls(model: nn.Module, x: "torch.Tensor") -> int:
+    """The number of torch calls (functions, tensor methods and attributes, as ``torch.overrides.TorchFunctionMode``
+    sees them) in one forward pass of ``x`` ``[B, 3, H, W]`` (eval mode, no gradients, on the model's device;
+    the mode is restored afterwards).
+
+    Each call pays a fixed overhead whatever the size of its tensors (Python, dispatch, allocating the output,
+    on a GPU a kernel launch). A convnet makes the same calls for any batch size B, so a batch pays that
+    overhead once for B images - what ``latency`` per image shows, counted so that it can be checked on a busy
+    machine (lesson 11)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class Counter(TorchFunctionMode):
+        calls = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    x = x.to(next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), Counter() as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return counter.calls
+
+
 def latency(model: nn.Module, x: "torch.Tensor", repeats: int = 5, warmup: int = 1) -> float:
-    """Median seconds of a forward pass of ``x`` (eval mode, no gradients, on the model's device) over
-    ``repeats`` runs after ``warmup`` untimed ones; CUDA is synchronised around each run. The median, not
-    the mean: on a shared machine the outliers are all slow ones."""
-    import statistics
+    """Seconds of a forward pass of ``x`` (eval mode, no gradients, on the model's device): the best of
+    ``repeats`` runs after ``warmup`` untimed ones; CUDA is synchronised around each run. The best, not the
+    mean or median: other programs only ever slow a run down, so the fastest is the least disturbed estimate
+    (the advice of Python's ``timeit`` documentation). Still a clock: on a loaded machine every run can be
+    slow, so show it, and check counts (``forward_flops``, ``forward_calls``) instead."""
     import time
 
     import torch
@@ -233,4 +266,4 @@ def latency(model: nn.Module, x: "torch.Tensor", repeats: int = 5, warmup: int =
                     times.append(time.perf_counter() - start)
     finally:
         model.train(was_training)
-    return statistics.median(times)
+    return min(times)

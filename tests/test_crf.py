@@ -6,6 +6,7 @@ import pydensecrf.densecrf as dcrf
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 from pydensecrf.utils import unary_from_softmax
 
 from segedu import crf
@@ -147,6 +148,56 @@ def test_lattice_stack_is_the_sum_of_its_lattices():
 def test_lattice_keys_overflow_raises():
     with pytest.raises(ValueError, match="64 bits"):
         PermutohedralLattice(torch.tensor([[0.0] * 5, [3e4] * 5]))
+
+
+def test_filter_work_counts_the_terms_the_filters_compute(monkeypatch):
+    """Lesson 07 asserts O(N^2) against O(N) on these counts, not on a clock: they must be what runs."""
+    image = grace_hopper((24, 24))
+    n, c = 24 * 24, 5
+    # the exact filter: one [N, N] @ [N, C] product per kernel, N^2 multiply-adds per channel (2 FLOPs each)
+    naive = NaiveGaussianFilter(crf.bilateral_features(image, 80.0, 13.0))
+    with FlopCounterMode(display=False) as flops:
+        naive.filter(torch.rand(n, c))
+    assert naive.multiply_adds == n * n and flops.get_total_flops() == 2 * n * n * c
+    assert crf.filter_work(image, method="naive") == 2 * n * n
+    assert crf.filter_work(image, method="naive", w_gaussian=0.0) == n * n  # a kernel of weight 0 is skipped
+    assert crf.filter_work(image) == 2 * n * n  # "auto": naive up to NAIVE_MAX_PIXELS
+    # the lattice: the (index, weight) pairs its splat, d+1 blurs and slice hand to F.embedding_bag
+    lattices = [PermutohedralLattice(crf.bilateral_features(image, 80.0, 13.0)),
+                PermutohedralLattice(crf.gaussian_features(24, 24, 3.0))]
+    gathered, real_bag = [], F.embedding_bag
+
+    def counting_bag(index, *args, **kwargs):
+        gathered.append(index.numel())
+        return real_bag(index, *args, **kwargs)
+
+    monkeypatch.setattr(F, "embedding_bag", counting_bag)
+    for lattice in lattices:
+        gathered.clear()
+        lattice.filter(torch.rand(n, c))
+        d = lattice.dim
+        assert lattice.multiply_adds == sum(gathered) == 2 * n * (d + 1) + 3 * (d + 1) * lattice.num_points
+        assert lattice.multiply_adds <= (d + 1) * (2 + 3 * (d + 1)) * n  # M <= N (d+1): O(N)
+    monkeypatch.undo()
+    assert LatticeStack(lattices).multiply_adds == sum(lat.multiply_adds for lat in lattices)
+    assert crf.filter_work(image, method="permutohedral") == LatticeStack(lattices).multiply_adds
+    assert crf.filter_work(grace_hopper((40, 40))) == crf.filter_work(grace_hopper((40, 40)), method="permutohedral")
+    # growth: the exact filter's work is N^2 exactly; the lattice's grows at most linearly on this photo
+    sides = (16, 32, 64)
+    naive_work = [crf.filter_work(grace_hopper((s, s)), method="naive") for s in sides]
+    lattice_work = [crf.filter_work(grace_hopper((s, s)), method="permutohedral") for s in sides]
+    assert naive_work == [2 * s**4 for s in sides]
+    assert all(b / a <= 4 for a, b in zip(lattice_work, lattice_work[1:]))  # 4x the pixels, at most 4x the work
+    with pytest.raises(TypeError, match="uint8"):
+        crf.filter_work(image.float())
+    with pytest.raises(ValueError, match=r"\[3, H, W\]"):
+        crf.filter_work(image[None])
+    with pytest.raises(ValueError, match="method"):
+        crf.filter_work(image, method="fast")
+    with pytest.raises(ValueError, match="theta_alpha"):
+        crf.filter_work(image, theta_alpha=0.0)
+    with pytest.raises(TypeError, match="w_bilateral"):
+        crf.filter_work(image, w_bilateral="10")
 
 
 # --------------------------------------------------------------------------- the model and its energy

@@ -145,6 +145,15 @@ class PermutohedralLattice:
         self.blur_weights = self.blur_weights.transpose(1, 2).contiguous()  # [d+1, M, 3]
 
     # -- use (every mean-field iteration) --------------------------------------------------------------
+    @property
+    def multiply_adds(self) -> int:
+        """The work of one ``filter`` call per value channel, counted from the gathers it runs: N (d+1) splat
+        terms, (d+1) x M x 3 blur terms (a missing neighbour is a term of weight 0) and N (d+1) slice terms.
+        Each pixel adds at most d+1 lattice points (M <= N (d+1)), so this is at most (d+1)(2 + 3(d+1)) N:
+        O(N) (Adams et al. 2010), against N^2 for the exact filter. A count, not a clock: machine load
+        cannot change it (lesson 07 asserts on it and only shows the time)."""
+        return self.splat_weights.numel() + self.blur_weights.numel() + self.slice_weights.numel()
+
     def scaled(self, pre: torch.Tensor, post: torch.Tensor) -> "PermutohedralLattice":
         """The same lattice with per-pixel scales ``[N]`` folded into the splat and slice weights."""
         other = copy.copy(self)
@@ -192,6 +201,11 @@ class LatticeStack:
         self._splat_weights = torch.cat([lat.splat_weights for lat in lattices])
         self._offsets = torch.cat([lat.offsets + s for lat, s in zip(lattices, starts)], 1)
         self._slice_weights = torch.cat([lat.slice_weights for lat in lattices], 1)
+
+    @property
+    def multiply_adds(self) -> int:
+        """The work of one ``filter`` call per value channel: its gathers hold the terms of every lattice."""
+        return sum(lattice.multiply_adds for lattice in self.lattices)
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
         dtype = values.dtype
