@@ -392,7 +392,11 @@ def fit(
                     run_log.train(step, clock(), history.loss[-1], float(step_lr),
                                   {name: values[-1] for name, values in history.parts.items()})
                 if val_data is not None and (step == steps or (val_every is not None and step % val_every == 0)):
+                    # Validation must not change the training that follows: iterating a DataLoader draws its
+                    # base seed from the global generator, which dropout and augmentation draw from too.
+                    generators = runtime.rng_state()
                     metrics = evaluate(model, val_data, num_classes, batch_size=batch_size, device=device)
+                    runtime.set_rng_state(generators)
                     history.val.append({"step": step, **metrics})
                     if run_log is not None:
                         run_log.val(step, clock(), metrics)

@@ -278,3 +278,20 @@ def test_optimizer_and_lr_together_is_an_error():
     with pytest.raises(ValueError, match="either optimizer or lr"):
         fit(model, ArgmaxScenes(8), CE, 2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), lr=0.1,
             device="cpu", progress=False)
+
+
+def test_validating_during_training_does_not_change_the_training():
+    # a DataLoader draws its base seed from the global generator, which dropout and augmentation also use:
+    # validating every step must leave the training losses bit-identical to validating only at the end
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def run(val_every):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout2d(0.5), nn.Conv2d(8, 3, 1))
+        images, masks = torch.rand(8, 3, 12, 12), torch.randint(0, 3, (8, 12, 12))
+        val = DataLoader(TensorDataset(images, masks), batch_size=4, shuffle=True)
+        train_data = DataLoader(TensorDataset(images, masks), batch_size=4, shuffle=True)
+        return fit(model, train_data, CE, 6, val_data=val, val_every=val_every, progress=False, device="cpu",
+                   num_classes=3, lr=1e-2)
+
+    assert run(val_every=1).loss == run(val_every=None).loss
