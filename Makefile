@@ -1,5 +1,6 @@
 # segedu: the two set-up commands are `make lab` and `make test`.
-# Both create .venv and install the package with its dev extras when needed.
+# Both create .venv when needed: `make lab` installs the course for students (".[lab]": the lessons'
+# packages and JupyterLab, nothing to compile), `make test` everything the tests need (".[dev]").
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,19 +9,51 @@ PORT   ?= 8888
 SEGEDU_PROFILE ?= quick
 export SEGEDU_PROFILE
 
-STAMP := $(VENV)/.segedu-installed
+# Two stamps: the dev install includes the lab one (it touches both), so `make lab` after `make test`
+# installs nothing, and `make test` after `make lab` adds the dev extras.
+STAMP_LAB := $(VENV)/.segedu-lab
+STAMP_DEV := $(VENV)/.segedu-dev
 
-.PHONY: install lab test unit lessons course release bench venv clean
+.PHONY: install install-dev lab test unit lessons course release manifest bench venv venv-rebuild clean
 
-# The non-interactive install (CI, student repositories): .venv with the course and its dev extras.
-install venv: $(STAMP)
+# "3.12.4 ok", "3.9.18 old", or nothing when $(1) is missing or broken (same bound as requires-python).
+python_version = $(shell $(1) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3], "ok" if sys.version_info >= (3, 11) else "old")' 2>/dev/null)
+
+# A .venv without a working Python >= 3.11 in it (none yet, one made by an old python3 whose install failed,
+# one whose interpreter was removed) is rebuilt: the stamps then count as out of date.
+ifneq ($(lastword $(call python_version,$(PY))),ok)
+VENV_REBUILD := venv-rebuild
+endif
+
+# Check $(PYTHON) before touching anything: an old one would leave a .venv that every later make reuses.
+venv-rebuild:
+	@found='$(call python_version,$(PYTHON))'; \
+	if [ "$${found##* }" != ok ]; then \
+	  if [ -n "$$found" ]; then found="Python $${found% *}"; else found="no working Python"; fi; \
+	  echo "error: segedu needs Python >= 3.11, found $$found (PYTHON=$(PYTHON))." >&2; \
+	  echo "Pick another interpreter: PYTHON=python3.12 make lab (or PYTHON=/path/to/python3.11 make lab)." >&2; \
+	  exit 1; \
+	fi; \
+	if [ -e $(VENV) ]; then echo "$(VENV) has no working Python >= 3.11: rebuilding it with $(PYTHON)"; fi
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+
+# The non-interactive install (student repositories' CI): .venv with the course, no test-only packages.
+install venv: $(STAMP_LAB)
+
+# Everything `make test` and `make bench` need.
+install-dev: $(STAMP_DEV)
 
 # Re-install when the dependencies change; `pip install -e` keeps the code live.
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(STAMP_LAB): pyproject.toml $(VENV_REBUILD)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -e ".[lab]"
+	@touch $@
+
+$(STAMP_DEV): pyproject.toml $(VENV_REBUILD)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install -e ".[dev]"
-	@touch $@
+	@touch $@ $(STAMP_LAB)
 
 # JupyterLab on the lessons; it prints the URL with its token (authentication stays on).
 # Jupyter refuses to run as root without --allow-root (containers, CI); the token still protects it.
@@ -41,7 +74,7 @@ UNIT_TESTS := tests --ignore=tests/browser --ignore=tests/coursework
 LESSON_TESTS := --nbval-lax --nbval-current-env lessons/
 test: export OMP_NUM_THREADS ?= 1
 test: export SEGEDU_CACHE := $(TEST_CACHE)
-test: install
+test: install-dev
 	rm -rf $(TEST_CACHE)
 	$(PY) -m pytest $(XDIST) $(UNIT_TESTS)
 	$(PY) -m pytest $(XDIST) $(LESSON_TESTS)
@@ -49,20 +82,29 @@ test: install
 	$(PY) -m pytest tests/browser
 
 # The first two stages of `make test` alone.
-unit: install
+unit: install-dev
 	$(PY) -m pytest $(XDIST) $(UNIT_TESTS)
 
-lessons: install
+lessons: install-dev
 	$(PY) -m pytest $(XDIST) $(LESSON_TESTS)
 
 # Executed HTML of every lesson in _course/.
-course: $(STAMP)
+course: $(STAMP_LAB)
 	$(VENV)/bin/jupyter nbconvert --to html --execute --output-dir _course lessons/*.ipynb
 
-release: $(STAMP)
-	$(PY) -m segedu release lessons --out release
+# The student release: release/ (a build folder, replaced each time) and the `student` branch, one commit per
+# release on top of the previous one, built from HEAD without touching the working tree (INSTRUCTORS.md).
+release: $(STAMP_LAB)
+	$(PY) -m segedu release lessons --out release --force
+	$(PY) -m segedu.course.student_branch
 
-bench: $(STAMP)
+# The grader's manifest shipped in the package: the cell roles written into the lessons (segedu/course/roles.py),
+# then the manifest built from them. Rebuild and commit both whenever a check or set-up cell changes.
+manifest: $(STAMP_LAB)
+	$(PY) -m segedu.course.roles lessons
+	$(PY) -m segedu manifest lessons --out segedu/course/manifest.json
+
+bench: $(STAMP_DEV)
 	$(PY) bench/run_all.py
 
 clean:

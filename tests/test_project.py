@@ -25,9 +25,9 @@ def test_environment_yml_agrees_with_pyproject():
     assert python[0].replace(" ", "") == f"python>={minimum}"
     assert "pip" in deps
     pip_entries = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
-    # everything else comes from pyproject through pip: the dev extra, editable
-    assert pip_entries == ["-e .[dev]"]
-    assert "dev" in project["optional-dependencies"]
+    # everything else comes from pyproject through pip: the student install (lab extra), editable
+    assert pip_entries == ["-e .[lab]"]
+    assert "lab" in project["optional-dependencies"]
 
 
 def test_dependencies_are_ranges_not_pins():
@@ -51,8 +51,19 @@ def test_makefile_and_ci_use_the_two_commands():
         assert re.search(rf"^{target}", makefile, re.M), target
     assert "--nbval-lax" in makefile and "--nbval-current-env" in makefile
     assert "SEGEDU_PROFILE ?= quick" in makefile
-    assert 'pip install -e ".[dev]"' in makefile
+    assert 'pip install -e ".[lab]"' in makefile and 'pip install -e ".[dev]"' in makefile
+    assert re.search(r"^lab: install$", makefile, re.M) and re.search(r"^test: install-dev$", makefile, re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_gives_the_install_measurements_and_the_cpu_wheels():
+    readme = (ROOT / "README.md").read_text()
+    assert "PYTHON=python3.12 make lab" in readme
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme and "PIP_EXTRA_INDEX_URL" in readme
+    for extra in ("[lab]", "[dev]"):
+        row = rf"`\.?{re.escape(extra)}`[^\n]*\|\s*[\d.]+ GB\s*\|\s*\d+ s"  # | size | time |
+        assert re.search(row, readme), f"README: the measured size and time of {extra}"
+    assert "WSL" in readme and r".venv\Scripts\pip install -e .[lab]" in readme
 
 
 def test_readme_lists_every_lesson():

@@ -1,5 +1,7 @@
 """Course plumbing: show the package's real code in a lesson (``lessons``), the student release
-(``release``) and the exercise grader (``grading``) behind ``python -m segedu release`` and ``check``.
+(``release``), its manifest of exercises and check cells (``manifest``), the ``student`` branch that carries
+releases to students' repositories (``student_branch``) and the exercise grader (``grading``) behind
+``python -m segedu release``, ``manifest`` and ``check``.
 
 Lessons never copy code: ``show(fn)`` prints the source of the function or class a lesson is about, straight
 from the package, so what students read is what runs and what the tests check.
@@ -7,21 +9,18 @@ from the package, so what students read is what runs and what the tests check.
 Exercise convention (see CONTRIBUTING.md): a code cell holds the student's function with the reference
 solution between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines; the next cell calls a
 ``segedu.checks`` function on it. The student release replaces each solution block by
-``raise NotImplementedError()``; grading runs a notebook with errors allowed and reads each check cell's
-outcome: passed (a line ending in ``PASSED``), not attempted (``NotImplementedError``) or failed (the message).
+``raise NotImplementedError()``. Grading (``grading``; ``gradebook`` for many students) runs a lesson's set-up
+and exercise cells in a worker process and each check in the grader's own process, against the exercises of
+the grader's manifest: passed when the check returns, never from what a notebook prints.
 (The markers and the release follow nbgrader's, without its database: a course here is a git repository.)
 """
 
-from segedu.course.grading import (
-    STATUSES,
-    ExerciseResult,
-    check_notebook,
-    execute_notebook,
-    format_markdown,
-    format_results,
-    grade_executed,
-)
+from segedu.course.gradebook import grade_submission, grade_submissions, write_gradebook
+from segedu.course import grading
+from segedu.course.grading import *  # noqa: F403 - the grader's public names, whatever grading.__all__ lists
 from segedu.course.lessons import LESSONS, Lesson, lesson_index, show, source
+from segedu.course.manifest import build_manifest, check_cell_sha256, read_manifest
+from segedu.course.report import counts, format_markdown, format_results
 from segedu.course.release import (
     ANSWER_PLACEHOLDER,
     BEGIN_SOLUTION,
@@ -29,6 +28,7 @@ from segedu.course.release import (
     CODE_PLACEHOLDER,
     END_SOLUTION,
     INSTRUCTOR_TAGS,
+    ReleaseError,
     release,
     release_notebook,
     strip_solutions,
@@ -49,11 +49,15 @@ __all__ = [
     "strip_solutions",
     "release_notebook",
     "release",
-    "STATUSES",
-    "ExerciseResult",
-    "grade_executed",
-    "execute_notebook",
-    "check_notebook",
+    "ReleaseError",
+    "build_manifest",
+    "read_manifest",
+    "check_cell_sha256",
+    "counts",
     "format_results",
     "format_markdown",
+    "grade_submission",
+    "grade_submissions",
+    "write_gradebook",
+    *grading.__all__,
 ]
