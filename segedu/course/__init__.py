@@ -15,41 +15,14 @@ the grader's manifest: passed when the check returns, never from what a notebook
 (The markers and the release follow nbgrader's, without its database: a course here is a git repository.)
 """
 
-from segedu.course.gradebook import grade_submission, grade_submissions, write_gradebook
-from segedu.course import grading
-from segedu.course.grading import *  # noqa: F403 - the grader's public names, whatever grading.__all__ lists
-from segedu.course.lessons import LESSONS, Lesson, lesson_index, show, source
-from segedu.course.manifest import build_manifest, check_cell_sha256, read_manifest
-from segedu.course.report import counts, format_markdown, format_results
-from segedu.course.release import (
-    ANSWER_PLACEHOLDER,
-    BEGIN_SOLUTION,
-    CHECK_CALL,
-    CODE_PLACEHOLDER,
-    END_SOLUTION,
-    INSTRUCTOR_TAGS,
-    ReleaseError,
-    release,
-    release_notebook,
-    strip_solutions,
-)
+# Re-exported, so that lessons write `course.show(fn)` and scripts `course.release(...)`: every public name of
+# the lesson index, the release and the grader, and the pieces of the manifest, report and gradebook that
+# scripts use. (__all__ is built before the star imports: `release` is a module and, after them, a function.)
+from segedu.course import grading, lessons, release
 
 __all__ = [
-    "source",
-    "show",
-    "Lesson",
-    "LESSONS",
-    "lesson_index",
-    "BEGIN_SOLUTION",
-    "END_SOLUTION",
-    "CODE_PLACEHOLDER",
-    "ANSWER_PLACEHOLDER",
-    "INSTRUCTOR_TAGS",
-    "CHECK_CALL",
-    "strip_solutions",
-    "release_notebook",
-    "release",
-    "ReleaseError",
+    *lessons.__all__,
+    *release.__all__,
     "build_manifest",
     "read_manifest",
     "check_cell_sha256",
@@ -61,3 +34,10 @@ __all__ = [
     "write_gradebook",
     *grading.__all__,
 ]
+
+from segedu.course.gradebook import grade_submission, grade_submissions, write_gradebook  # noqa: E402
+from segedu.course.grading import *  # noqa: E402, F403
+from segedu.course.lessons import *  # noqa: E402, F403
+from segedu.course.manifest import build_manifest, check_cell_sha256, read_manifest  # noqa: E402
+from segedu.course.release import *  # noqa: E402, F403
+from segedu.course.report import counts, format_markdown, format_results  # noqa: E402

@@ -70,72 +70,23 @@ logits, a ``bool`` or ``float`` ``ignore_index``, a string ``gamma``) raises
 that does not fit, a label out of range, ``alpha=1.5``) raises ``ValueError``.
 """
 
-from segedu.losses.boundary import hausdorff_dt_loss, shape_aware_loss
+# Every public name of the family modules, the wrappers and the table, re-exported: segedu.losses.dice_loss.
+from segedu.losses import boundary, common, compound, distribution, modules, region, table
+from segedu.losses.boundary import *  # noqa: F403
+from segedu.losses.compound import *  # noqa: F403
+from segedu.losses.distribution import *  # noqa: F403
+from segedu.losses.modules import *  # noqa: F403
+from segedu.losses.region import *  # noqa: F403
+from segedu.losses.table import *  # noqa: F403
 from segedu.losses.common import MODES, REDUCTIONS
-from segedu.losses.compound import combo_loss, exp_log_loss
-from segedu.losses.distribution import (
-    balanced_cross_entropy,
-    binary_cross_entropy,
-    cross_entropy,
-    focal_loss,
-    weighted_cross_entropy,
-)
-from segedu.losses.modules import (
-    BalancedCrossEntropyLoss,
-    BinaryCrossEntropyLoss,
-    ComboLoss,
-    CrossEntropyLoss,
-    DiceLoss,
-    ExpLogLoss,
-    FocalLoss,
-    FocalTverskyLoss,
-    HausdorffDTLoss,
-    LogCoshDiceLoss,
-    SensitivitySpecificityLoss,
-    ShapeAwareLoss,
-    TverskyLoss,
-    WeightedCrossEntropyLoss,
-)
-from segedu.losses.region import (
-    dice_loss,
-    focal_tversky_loss,
-    log_cosh_dice_loss,
-    sensitivity_specificity_loss,
-    tversky_loss,
-)
-from segedu.losses.table import LOSSES, LossInfo
 
 __all__ = [
-    "LOSSES",
-    "LossInfo",
     "MODES",
     "REDUCTIONS",
-    "binary_cross_entropy",
-    "cross_entropy",
-    "weighted_cross_entropy",
-    "balanced_cross_entropy",
-    "focal_loss",
-    "dice_loss",
-    "sensitivity_specificity_loss",
-    "tversky_loss",
-    "focal_tversky_loss",
-    "log_cosh_dice_loss",
-    "hausdorff_dt_loss",
-    "shape_aware_loss",
-    "combo_loss",
-    "exp_log_loss",
-    "BinaryCrossEntropyLoss",
-    "CrossEntropyLoss",
-    "WeightedCrossEntropyLoss",
-    "BalancedCrossEntropyLoss",
-    "FocalLoss",
-    "DiceLoss",
-    "SensitivitySpecificityLoss",
-    "TverskyLoss",
-    "FocalTverskyLoss",
-    "LogCoshDiceLoss",
-    "HausdorffDTLoss",
-    "ShapeAwareLoss",
-    "ComboLoss",
-    "ExpLogLoss",
+    *table.__all__,
+    *distribution.__all__,
+    *region.__all__,
+    *boundary.__all__,
+    *compound.__all__,
+    *modules.__all__,
 ]

@@ -19,23 +19,8 @@ import torch
 from torch import nn
 
 from segedu import validate
-from segedu.losses.boundary import hausdorff_dt_loss, shape_aware_loss
+from segedu.losses import boundary, compound, distribution, region
 from segedu.losses.common import MODES, REDUCTIONS
-from segedu.losses.compound import combo_loss, exp_log_loss
-from segedu.losses.distribution import (
-    balanced_cross_entropy,
-    binary_cross_entropy,
-    cross_entropy,
-    focal_loss,
-    weighted_cross_entropy,
-)
-from segedu.losses.region import (
-    dice_loss,
-    focal_tversky_loss,
-    log_cosh_dice_loss,
-    sensitivity_specificity_loss,
-    tversky_loss,
-)
 
 __all__ = [
     "BinaryCrossEntropyLoss",
@@ -100,82 +85,82 @@ class _SegmentationLoss(nn.Module):
 class BinaryCrossEntropyLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`binary_cross_entropy` (default ``mode="binary"``)."""
 
-    function = staticmethod(binary_cross_entropy)
+    function = staticmethod(distribution.binary_cross_entropy)
 
 
 class CrossEntropyLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`cross_entropy` (default ``mode="multiclass"``)."""
 
-    function = staticmethod(cross_entropy)
+    function = staticmethod(distribution.cross_entropy)
 
 
 class WeightedCrossEntropyLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`weighted_cross_entropy`."""
 
-    function = staticmethod(weighted_cross_entropy)
+    function = staticmethod(distribution.weighted_cross_entropy)
 
 
 class BalancedCrossEntropyLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`balanced_cross_entropy`."""
 
-    function = staticmethod(balanced_cross_entropy)
+    function = staticmethod(distribution.balanced_cross_entropy)
 
 
 class FocalLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`focal_loss`."""
 
-    function = staticmethod(focal_loss)
+    function = staticmethod(distribution.focal_loss)
 
 
 class DiceLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`dice_loss`."""
 
-    function = staticmethod(dice_loss)
+    function = staticmethod(region.dice_loss)
 
 
 class SensitivitySpecificityLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`sensitivity_specificity_loss`."""
 
-    function = staticmethod(sensitivity_specificity_loss)
+    function = staticmethod(region.sensitivity_specificity_loss)
 
 
 class TverskyLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`tversky_loss`."""
 
-    function = staticmethod(tversky_loss)
+    function = staticmethod(region.tversky_loss)
 
 
 class FocalTverskyLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`focal_tversky_loss`."""
 
-    function = staticmethod(focal_tversky_loss)
+    function = staticmethod(region.focal_tversky_loss)
 
 
 class LogCoshDiceLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`log_cosh_dice_loss`."""
 
-    function = staticmethod(log_cosh_dice_loss)
+    function = staticmethod(region.log_cosh_dice_loss)
 
 
 class HausdorffDTLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`hausdorff_dt_loss`."""
 
-    function = staticmethod(hausdorff_dt_loss)
+    function = staticmethod(boundary.hausdorff_dt_loss)
 
 
 class ShapeAwareLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`shape_aware_loss`."""
 
-    function = staticmethod(shape_aware_loss)
+    function = staticmethod(boundary.shape_aware_loss)
 
 
 class ComboLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`combo_loss`."""
 
-    function = staticmethod(combo_loss)
+    function = staticmethod(compound.combo_loss)
 
 
 class ExpLogLoss(_SegmentationLoss):
     """``nn.Module`` form of :func:`exp_log_loss`."""
 
-    function = staticmethod(exp_log_loss)
+    function = staticmethod(compound.exp_log_loss)
