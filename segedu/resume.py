@@ -65,27 +65,30 @@ def writable_folder(path: Path, name: str) -> None:
         raise PermissionError(f"{name}: the folder {path.parent} is not writable")
 
 
+def _output_file(path: Any, name: str, is_kind, kind: str) -> Path:
+    """``path`` as a file ``fit`` may write: an existing file must be ``kind`` (else ``ValueError``, the file
+    untouched), and its folder is created and must be writable."""
+    path = file_path(path, name)
+    if path.exists() and not is_kind(path):
+        raise ValueError(f"{name}: {path} exists and is not {kind}; refusing to overwrite it "
+                         "(choose another path or move the file)")
+    writable_folder(path, name)
+    return path
+
+
 def check_run_arguments(checkpoint: Any, save_every: Any, log: Any, checkpoint_extra: Any) -> tuple:
     """``fit``'s checks of ``checkpoint``, ``save_every``, ``log`` and ``checkpoint_extra``; returns them
     checked (``Path | None, int | None, Path | None, dict``). A ``checkpoint`` file that exists must be a
     segedu checkpoint and a ``log`` file a segedu log: any other file is refused (``ValueError``), never
     overwritten. Their folders are created and must be writable (``PermissionError``)."""
     if checkpoint is not None:
-        checkpoint = file_path(checkpoint, "checkpoint")
-        if checkpoint.exists() and not is_checkpoint(checkpoint):
-            raise ValueError(f"checkpoint: {checkpoint} exists and is not a segedu checkpoint; refusing to "
-                             "overwrite it (choose another path or move the file)")
-        writable_folder(checkpoint, "checkpoint")
+        checkpoint = _output_file(checkpoint, "checkpoint", is_checkpoint, "a segedu checkpoint")
     if save_every is not None:
         save_every = validate.positive_int(save_every, "save_every")
         if checkpoint is None:
             raise ValueError("save_every needs checkpoint (the file to write every save_every steps)")
     if log is not None:
-        log = file_path(log, "log")
-        if log.exists() and not is_log(log):
-            raise ValueError(f"log: {log} exists and is not a segedu training log; refusing to overwrite it "
-                             "(choose another path or move the file)")
-        writable_folder(log, "log")
+        log = _output_file(log, "log", is_log, "a segedu training log")
     if log is not None and checkpoint is not None and log.resolve() == checkpoint.resolve():
         raise ValueError(f"log and checkpoint must be different files, got {log} for both")
     if checkpoint_extra is not None:
