@@ -14,6 +14,7 @@ re-exported here, so ``from segedu.widgets import scene_browser`` works.
 from __future__ import annotations
 
 from segedu.widgets.frame import FigureDemo, draw_image, draw_matrices, show_matrices
+from segedu.widgets.predict import Prediction, closeness, predict
 from segedu.widgets.lesson00 import draw_scene_view, scene_browser
 from segedu.widgets.lesson01 import bottleneck_explorer, denoising_viewer, draw_bottleneck, draw_denoising
 from segedu.widgets.lesson02 import draw_upsampling, upsampling_viewer
@@ -33,6 +34,10 @@ __all__ = [
     "draw_image",
     "draw_matrices",
     "show_matrices",
+    # predict, then measure (every lesson)
+    "Prediction",
+    "predict",
+    "closeness",
     # lesson 00: the segmentation task
     "draw_scene_view",
     "scene_browser",
