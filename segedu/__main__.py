@@ -7,6 +7,7 @@
     python -m segedu grade SUBMISSION... --out grades.csv   a gradebook of students' folders (--jobs N)
     python -m segedu train --model unet --data shapes --steps 300 --out unet.pt
                                                   train a model (torchrun --nproc_per_node N -m segedu train ...)
+    python -m segedu download voc2012 [--root DIR]  fetch a dataset or weights (--list: what is there)
 """
 
 from __future__ import annotations
@@ -93,6 +94,42 @@ def _train(args) -> int:
     return 0
 
 
+def _download(args) -> int:
+    from segedu.data import download as dl
+
+    command = "python -m segedu download"
+    root = dl.data_root(args.root)
+    if args.list or not args.names:
+        origin = "--root" if args.root else f"${dl.DATA_ENV}" if os.environ.get(dl.DATA_ENV) else "default"
+        print(f"data folder: {root} ({origin}; set {dl.DATA_ENV} or pass --root to change it)")
+        for row in dl.status(root):
+            where = f"present: {row['path']}" if row["path"] else "not downloaded"
+            print(f"  {row['name']:20s} {row['kind']:8s} {row['size']:>7s}  {where}")
+        return 0
+    try:
+        items = [dl.resource(name) for name in args.names]
+    except (TypeError, ValueError) as error:
+        print(f"{command}: error: {error}", file=sys.stderr)
+        return 2
+    for item in items:
+        present = dl.available(item, root)
+        if present is not None and item.kind == "dataset":  # weights: download() checks the file's checksum
+            print(f"{item.name}: already present in {present}")
+            continue
+        print(f"{item.name}: {item.title} ({item.size}) -> {dl.install_path(item, root)}")
+        try:
+            path = dl.download(item, root, mirror=args.mirror, progress=not args.quiet,
+                               keep_archives=args.keep_archives)
+        except (dl.DownloadError, dl.UnsafeArchiveError, OSError) as error:
+            print(f"{command}: error: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"{command}: interrupted; run it again to resume", file=sys.stderr)
+            return 130
+        print(f"{item.name}: ready in {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command (tests read it to validate documented commands)."""
     from segedu.course.commands import add_check_parser, add_grade_parser
@@ -127,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "end) and, beside it, the CSV log OUT_STEM.log.csv (runs/unet.pt -> runs/unet.log.csv): the "
                     "loss of every step and every validation.")
     p.add_argument("--model", required=True, help="fcn8s, unet, deeplabv3, deeplabv3plus, pspnet or fpn")
-    p.add_argument("--data", required=True, help="'shapes' (synthetic scenes) or 'voc:PATH' (a VOC-layout folder)")
+    p.add_argument("--data", required=True, help="'shapes' (synthetic scenes), 'voc:PATH' (a VOC-layout folder) or "
+                                                 "'pets:PATH' (Oxford-IIIT Pet: pet vs background)")
     p.add_argument("--steps", type=int, required=True, help="optimizer steps of the whole run (>= 1)")
     p.add_argument("--out", required=True,
                    help="checkpoint file to write (segedu.zoo.load_model reads it); an existing file is replaced "
@@ -155,6 +193,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digest", help="folder: each rank writes rank<R>.json with its weights' SHA-256 and losses")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
+
+    p = commands.add_parser(
+        "download", help="download a dataset or pretrained weights (voc2012, pets, deeplabv3_resnet50, resnet50, ...)",
+        description="Download datasets and pretrained weights into the data folder (--root, else $SEGEDU_DATA, "
+                    "else a per-user folder; --list shows it and what is there). Downloads resume where they "
+                    "stopped, every file is checked against its checksum, and without a network the error says "
+                    "which files to fetch by hand and where to put them. Exit code 0: done; 1: a download "
+                    "failed; 2: an unknown name.")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="voc2012, pets, deeplabv3_resnet50, deeplabv3_resnet101, resnet18, resnet34, resnet50, "
+                        "resnet101, or torchvision weights by their name (ResNet50_Weights.IMAGENET1K_V1)")
+    p.add_argument("--list", action="store_true", help="show the data folder and what is downloaded")
+    p.add_argument("--root", help="the data folder (default: $SEGEDU_DATA, else ~/.local/share/segedu)")
+    p.add_argument("--mirror", metavar="URL", help="fetch every file from URL/<file name> instead (a local copy)")
+    p.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives after unpacking")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_download)
 
     return parser
 

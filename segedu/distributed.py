@@ -49,7 +49,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from segedu import runtime, validate, zoo
-from segedu.runs import check_arguments, check_data, log_path, parse_data
+from segedu.runs import check_arguments, check_data, has_val_split, log_path, parse_data
 
 __all__ = [
     "Context", "setup", "teardown", "wrap", "unwrap", "average_buffers", "state_digest",
@@ -237,6 +237,8 @@ def make_data(spec: str, ctx: Context, *, image_size: int, batch_size: int, seed
       (seed 1): the lessons' benchmark split.
     * ``"voc:PATH"``: ``VOCSegmentation(PATH, "train")`` with ``train_transforms(image_size)`` behind an
       ``EpochLoader`` (this rank's share); ``"val"`` with ``eval_transforms`` when that split exists.
+    * ``"pets:PATH"``: the same with ``OxfordPets(PATH, "trainval")`` (pet vs background, the trimap's border
+      ignored) and its ``"test"`` split for validation.
     """
     kind, root = parse_data(spec)
     profile = runtime.profile()
@@ -251,14 +253,17 @@ def make_data(spec: str, ctx: Context, *, image_size: int, batch_size: int, seed
                                 device=ctx.device) if n_val > 0 else None
         return train_set, val_set, tuple(train_set.classes)
 
+    from segedu.data.pets import OxfordPets
     from segedu.data.transforms import eval_transforms, train_transforms
     from segedu.data.voc import VOCSegmentation
 
-    train_set = VOCSegmentation(root, "train", train_transforms(image_size))
+    reader, (train_split, val_split) = (OxfordPets, ("trainval", "test")) if kind == "pets" else \
+        (VOCSegmentation, ("train", "val"))
+    train_set = reader(root, train_split, train_transforms(image_size))
     loader = EpochLoader(train_set, batch_size, ctx, seed=seed, workers=workers)
     val_set = None
-    if val_images != 0 and (root / "ImageSets" / "Segmentation" / "val.txt").is_file():
-        val_set = VOCSegmentation(root, "val", eval_transforms(image_size))
+    if val_images != 0 and has_val_split(kind, root):
+        val_set = reader(root, val_split, eval_transforms(image_size))
         if val_images is not None and val_images < len(val_set):
             val_set = torch.utils.data.Subset(val_set, range(val_images))
     return loader, val_set, tuple(train_set.classes)

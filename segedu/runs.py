@@ -27,8 +27,8 @@ from torch import nn
 from segedu import runtime, validate, zoo
 
 __all__ = [
-    "SCHEDULES", "VARIANTS", "SHAPES_MIN_SIZE", "parse_data", "log_path", "has_batchnorm", "model_stride",
-    "min_image_size", "check_output", "check_resume", "check_arguments", "check_data",
+    "SCHEDULES", "VARIANTS", "SHAPES_MIN_SIZE", "parse_data", "has_val_split", "log_path", "has_batchnorm",
+    "model_stride", "min_image_size", "check_output", "check_resume", "check_arguments", "check_data",
 ]
 
 SCHEDULES = ("cosine", "constant")
@@ -43,10 +43,12 @@ SHAPES_MIN_SIZE = 32
 
 
 def parse_data(spec: str) -> tuple[str, Path | None]:
-    """``"shapes"`` -> ``("shapes", None)``; ``"voc:PATH"`` -> ``("voc", Path(PATH))`` (the folder must
-    exist: ``FileNotFoundError`` otherwise); anything else raises ``ValueError``."""
+    """``"shapes"`` -> ``("shapes", None)``; ``"voc:PATH"`` -> ``("voc", Path(PATH))``; ``"pets:PATH"`` ->
+    ``("pets", folder)`` (Oxford-IIIT Pet: ``PATH`` is its ``oxford-iiit-pet`` folder or the one above,
+    ``segedu.data.pets.pets_folder``). The folder must exist (``FileNotFoundError`` otherwise); anything else
+    raises ``ValueError``."""
     if not isinstance(spec, str):
-        raise TypeError(f"data must be a str ('shapes' or 'voc:PATH'), got {type(spec).__name__}")
+        raise TypeError(f"data must be a str ('shapes', 'voc:PATH' or 'pets:PATH'), got {type(spec).__name__}")
     if spec == "shapes":
         return "shapes", None
     if spec.startswith("voc:") and len(spec) > 4:
@@ -54,7 +56,25 @@ def parse_data(spec: str) -> tuple[str, Path | None]:
         if not root.is_dir():
             raise FileNotFoundError(f"--data {spec}: VOC folder not found: {root}")
         return "voc", root
-    raise ValueError(f"--data must be 'shapes' or 'voc:PATH' (a VOC-layout folder), got {spec!r}")
+    if spec.startswith("pets:") and len(spec) > 5:
+        from segedu.data.pets import pets_folder
+
+        try:
+            return "pets", pets_folder(spec[5:])
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"--data {spec}: {error}") from None
+    raise ValueError(f"--data must be 'shapes' or 'voc:PATH' (a VOC-layout folder) or 'pets:PATH' (Oxford-IIIT "
+                     f"Pet), got {spec!r}")
+
+
+def has_val_split(kind: str, root: Path | None) -> bool:
+    """Whether a data source has validation data: the synthetic scenes always, a VOC folder when it has
+    ``ImageSets/Segmentation/val.txt``, Oxford-IIIT Pet when it has ``annotations/test.txt``."""
+    if kind == "voc":
+        return (root / "ImageSets" / "Segmentation" / "val.txt").is_file()
+    if kind == "pets":
+        return (root / "annotations" / "test.txt").is_file()
+    return True
 
 
 def log_path(out: str | os.PathLike) -> Path:
@@ -235,13 +255,13 @@ def check_arguments(model: str, data: str, schedule: str = "cosine", width: int 
     validate.integer(workers, "workers", minimum=0)
     validate.flag(force, "force")
     validate.flag(sync_bn, "sync_bn")
-    no_val = val_images == 0 or (kind == "voc" and not (root / "ImageSets" / "Segmentation" / "val.txt").is_file())
+    no_val = val_images == 0 or not has_val_split(kind, root)
     if val_every is not None and no_val:
         raise ValueError("val_every (--val-every) needs validation data: --val-images is 0 or the VOC folder has "
-                         "no val split (ImageSets/Segmentation/val.txt)")
+                         "no val split (ImageSets/Segmentation/val.txt; Oxford-IIIT Pet: annotations/test.txt)")
     if train_images is not None and kind != "shapes":
         raise ValueError("train_images (--train-images) sets the number of synthetic scenes: it applies to "
-                         "--data shapes only (a VOC folder trains on its whole train split)")
+                         "--data shapes only (a VOC or Pets folder trains on its whole train split)")
     device = _check_device(device) if device is not None else runtime.device()
     if sync_bn and os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and device.type != "cuda":
         raise ValueError(f"sync_bn (--sync-bn) needs CUDA devices: torch's SyncBatchNorm runs on GPUs only, "
@@ -282,11 +302,17 @@ def check_arguments(model: str, data: str, schedule: str = "cosine", width: int 
 
 def check_data(data: str, *, val_images: int | None = None, progress: bool = False) -> dict | None:
     """Scan a ``voc:PATH`` source before training (``segedu.data.voc.scan_voc``: every file of the ``train``
-    split, and of ``val`` when it exists and is used); ``None`` for the synthetic scenes, which need no scan.
+    split, and of ``val`` when it exists and is used), or a ``pets:PATH`` one (``segedu.data.pets.scan_pets``:
+    ``trainval``, and ``test`` for validation); ``None`` for the synthetic scenes, which need no scan.
 
     Returns ``{"train": report, "val": report or None}``; raises ``ValueError`` naming the first bad file.
     """
     kind, root = parse_data(data)
+    if kind == "pets":
+        from segedu.data.pets import scan_pets
+
+        val = scan_pets(root, "test", progress=progress) if val_images != 0 and has_val_split(kind, root) else None
+        return {"train": scan_pets(root, "trainval", progress=progress), "val": val}
     if kind != "voc":
         return None
     from segedu.data.voc import scan_voc

@@ -14,6 +14,11 @@ Every model maps images ``[B, 3, H, W]`` to logits ``[B, C, H, W]``. Keyword arg
 defaults and go straight to the constructor, so the same name builds a paper-sized network too:
 ``build_model("deeplabv3", 21, backbone="resnet50", output_stride=8)``.
 
+``pretrained("deeplabv3_resnet50")`` is the one model with trained weights: torchvision's DeepLab v3
+(ResNet-50, output stride 8) trained on COCO with the 21 VOC labels, loaded into the course's ``DeepLabV3``.
+The weights come from the data folder (``python -m segedu download deeplabv3_resnet50``); nothing is fetched
+unless asked for (``download=True``).
+
 ``model_spec`` returns the resolved constructor arguments as plain values; ``segedu.distributed`` stores
 them in its checkpoints so that ``load_model(path)`` rebuilds the network without knowing how it was made.
 Modules are imported when a model is built (lazily): importing the zoo costs nothing.
@@ -34,7 +39,8 @@ from torch import nn
 
 from segedu import runtime, validate
 
-__all__ = ["MODEL_NAMES", "SMALL_ASPP_RATES", "model_spec", "build_model", "describe", "load_model",
+__all__ = ["MODEL_NAMES", "PRETRAINED", "SMALL_ASPP_RATES", "model_spec", "build_model", "describe", "load_model",
+           "pretrained",
            "count_parameters", "conv2d_flops", "forward_flops", "forward_calls", "latency"]
 
 # ASPP rates for the small encoder at output stride 16: a 64-256 px scene leaves a 4-16 px feature map, on
@@ -52,6 +58,8 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "fpn": ("segedu.models.fpn", "FPN", "FPN: ResNet, top-down pathway with lateral additions"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+PRETRAINED: tuple[str, ...] = ("deeplabv3_resnet50", "deeplabv3_resnet101")
+"""The names ``pretrained`` accepts: torchvision's DeepLab v3 weights trained on COCO with the VOC labels."""
 
 
 def _check_name(name: Any) -> str:
@@ -155,6 +163,37 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.M
     model = build_model(spec["name"], spec["num_classes"], **spec["kwargs"])
     model.load_state_dict(state["model"])
     return model.eval(), extra
+
+
+def pretrained(name: str = "deeplabv3_resnet50", *, root: str | os.PathLike | None = None, download: bool = False,
+               mirror: str | None = None, progress: bool = True) -> nn.Module:
+    """The course's ``DeepLabV3`` with torchvision's pretrained weights, in eval mode.
+
+    ``name``: one of ``PRETRAINED``. torchvision's ``DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1``
+    (ResNet-101: ``DeepLabV3_ResNet101_...``) were trained on the COCO images that hold the 20 VOC object
+    categories, labelled with them (torchvision reports mIoU 66.4 / 67.4 on COCO val2017 with those labels).
+    They are loaded into ``DeepLabV3(21, "resnet50", output_stride=8)`` by
+    ``segedu.models.deeplab.load_torchvision_deeplabv3``; torchvision's auxiliary FCN head (a training aid on
+    layer3) is dropped. ``model.classes`` is ``segedu.data.voc.VOC_CLASSES`` ("person" is 15).
+
+    The model expects images normalised with ImageNet's statistics: wrap it with
+    ``segedu.pretrained.with_imagenet_normalization`` for ``fit`` / ``evaluate`` on [0, 1] images, or use
+    ``segedu.pretrained.person_probability`` / ``class_probabilities``. ``[B, 3, H, W] -> [B, 21, H, W]``.
+
+    The weights are read from the data folder ``root`` (``segedu.data.download``); when absent they are
+    fetched only with ``download=True`` (``mirror``, ``progress`` as there), else ``FileNotFoundError`` says how
+    to get them.
+    """
+    from segedu.data.download import load_weights
+    from segedu.data.voc import VOC_CLASSES
+    from segedu.models.deeplab import DeepLabV3, load_torchvision_deeplabv3
+
+    name = validate.choice(name, "name", PRETRAINED)
+    state = load_weights(name, root, download=validate.flag(download, "download"), mirror=mirror, progress=progress)
+    state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
+    model = DeepLabV3(len(VOC_CLASSES), backbone=name.removeprefix("deeplabv3_"), output_stride=8)
+    model.classes = VOC_CLASSES
+    return load_torchvision_deeplabv3(model, state).eval()
 
 
 # --------------------------------------------------------------------------- measuring a model (lesson 11)

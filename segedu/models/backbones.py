@@ -13,10 +13,11 @@ several strides (FCN, U-Net) or stops it from shrinking (DeepLab). Three encoder
   ``replace_stride_with_dilation`` does (DeepLab, Chen et al., TPAMI 2018). Returns the low-level features
   (stride 4) and the high-level features (stride ``output_stride``).
 * ``TorchvisionResNet`` - the same interface around torchvision's ``resnet18`` / ``resnet50`` / ... built
-  by the caller with ``weights=None`` (this module never loads weights); it can dilate them too, including
-  the basic-block ResNets for which torchvision refuses.
-* ``resnet_backbone(backbone, output_stride, width)`` - the ResNet encoder of a model by name (``"small"``,
-  ``"resnet50"``, ...) or as a module, as DeepLab, PSPNet, FPN and the dilated FCN take it.
+  with ``weights=None``; it can dilate them too, including the basic-block ResNets for which torchvision
+  refuses.
+* ``resnet_backbone(backbone, output_stride, width, weights)`` - the ResNet encoder of a model by name
+  (``"small"``, ``"resnet50"``, ...) or as a module, as DeepLab, PSPNet, FPN and the dilated FCN take it;
+  ``weights`` loads ImageNet weights into a torchvision ResNet (named as torchvision names them).
 
 Every encoder takes images ``[B, C_in, H, W]`` and returns a dict of feature maps ``[B, C, H / s, W / s]``;
 its ``channels`` and ``strides`` attributes say what each entry holds, so a model can size its layers
@@ -285,7 +286,7 @@ class TorchvisionResNet(_ResNetFeatures):
 
     Args:
         resnet: a ``torchvision.models.ResNet``. Build it yourself, e.g. ``resnet50(weights=None)``;
-            whether to load pretrained weights is the caller's choice (this course never downloads).
+            whether to load pretrained weights is the caller's choice (``resnet_backbone`` takes ``weights``).
         output_stride: ``None`` keeps the network's stride (32, or 16 / 8 when it was built with
             ``replace_stride_with_dilation``); 16 or 8 dilates a stride-32 network with ``dilate_resnet``.
 
@@ -317,15 +318,19 @@ class TorchvisionResNet(_ResNetFeatures):
 # --------------------------------------------------------------------------- by name
 
 
-def resnet_backbone(backbone, output_stride: int, width: int = 16) -> nn.Module:
+def resnet_backbone(backbone, output_stride: int, width: int = 16, weights=None, *, root=None,
+                    download: bool = False) -> nn.Module:
     """A ResNet encoder returning ``{"low_level" (stride 4), "out" (stride output_stride)}``.
 
     The encoder of DeepLab v2/v3/v3+, PSPNet, FPN and the dilated FCN. ``backbone`` is:
 
     * ``"small"`` - ``ResNetBackbone(width, blocks=(1, 1, 2, 2), output_stride=output_stride)``, trainable on
       a CPU in minutes;
-    * one of ``TORCHVISION_RESNETS`` - torchvision's network built with ``weights=None`` (never downloaded)
-      and dilated to ``output_stride`` (``TorchvisionResNet``);
+    * one of ``TORCHVISION_RESNETS`` - torchvision's network, dilated to ``output_stride``
+      (``TorchvisionResNet``), with random weights or, given ``weights``, pretrained ones: torchvision's name
+      for them (``"DEFAULT"``, ``"IMAGENET1K_V1"``, ``"ResNet50_Weights.IMAGENET1K_V2"``) or a state dict of
+      that network. Named weights are read from the data folder ``root`` (``segedu.pretrained.encoder_state_dict``;
+      ``python -m segedu download resnet50``) and fetched only with ``download=True``;
     * an encoder module (``ResNetBackbone``, ``TorchvisionResNet`` or one with their interface), returned as it
       is; its ``output_stride`` must be the one asked for (``ValueError`` otherwise).
 
@@ -333,6 +338,8 @@ def resnet_backbone(backbone, output_stride: int, width: int = 16) -> nn.Module:
     """
     output_stride = check_output_stride(output_stride)
     width = validate.positive_int(width, "width")
+    if weights is not None and not (isinstance(backbone, str) and backbone in TORCHVISION_RESNETS):
+        raise ValueError(f"weights are torchvision's: they need a backbone in {TORCHVISION_RESNETS}, got {backbone!r}")
     if isinstance(backbone, nn.Module):
         if getattr(backbone, "output_stride", None) != output_stride:
             raise ValueError(
@@ -345,7 +352,12 @@ def resnet_backbone(backbone, output_stride: int, width: int = 16) -> nn.Module:
     if isinstance(backbone, str) and backbone in TORCHVISION_RESNETS:
         import torchvision
 
-        # weights=None: this course never downloads weights; load your own with load_state_dict.
-        return TorchvisionResNet(getattr(torchvision.models, backbone)(weights=None), output_stride)
+        # weights=None here: torchvision would download; pretrained weights come from the data folder instead
+        resnet = getattr(torchvision.models, backbone)(weights=None)
+        if weights is not None:
+            from segedu.pretrained import encoder_state_dict
+
+            resnet.load_state_dict(encoder_state_dict(backbone, weights, root=root, download=download))
+        return TorchvisionResNet(resnet, output_stride)
     error = ValueError if isinstance(backbone, str) else TypeError
     raise error(f"backbone must be 'small', one of {TORCHVISION_RESNETS} or an encoder module, got {backbone!r}")
