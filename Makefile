@@ -88,9 +88,12 @@ unit: install-dev
 lessons: install-dev
 	$(PY) -m pytest $(XDIST) $(LESSON_TESTS)
 
-# Executed HTML of every lesson in _course/.
+# Every lesson executed (SEGEDU_PROFILE=quick unless set) and exported to HTML in build/course/, with an index
+# page: each lesson's question, what it measures, its run time (segedu/course/html.py). A lesson that fails
+# still gets its page; make then stops with an error naming it.
+COURSE_DIR ?= build/course
 course: $(STAMP_LAB)
-	$(VENV)/bin/jupyter nbconvert --to html --execute --output-dir _course lessons/*.ipynb
+	$(PY) -m segedu.course.html lessons --out $(COURSE_DIR)
 
 # The student release: release/ (a build folder, replaced each time) and the `student` branch, one commit per
 # release on top of the previous one, built from HEAD without touching the working tree (INSTRUCTORS.md).
@@ -108,4 +111,4 @@ bench: $(STAMP_DEV)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf _course release .pytest_cache
+	rm -rf $(COURSE_DIR) release .pytest_cache

@@ -1,7 +1,8 @@
 """Course plumbing: show the package's real code in a lesson (``lessons``), the student release
 (``release``), its manifest of exercises and check cells (``manifest``), the ``student`` branch that carries
 releases to students' repositories (``student_branch``) and the exercise grader (``grading``) behind
-``python -m segedu release``, ``manifest`` and ``check``.
+``python -m segedu release``, ``manifest`` and ``check``; ``html`` executes the lessons into a website with an
+index (``make course``: ``python -m segedu.course.html``, not imported here so that it runs as a module).
 
 Lessons never copy code: ``show(fn)`` prints the source of the function or class a lesson is about, straight
 from the package, so what students read is what runs and what the tests check.

@@ -1,4 +1,4 @@
-"""Pictures: palettes, colourised masks, overlays and grids (matplotlib).
+"""Pictures of data: palettes, colourised masks, overlays and grids (matplotlib).
 
 Everything here turns tensors into something to look at. The colour of a class is the PASCAL VOC palette
 entry of its index, so a mask looks the same here, in a VOC PNG and in the papers' figures; 255 (void/ignore)
