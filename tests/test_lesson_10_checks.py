@@ -159,3 +159,75 @@ def test_focal_check_accepts_the_reference(capsys):
 def test_focal_check_rejects_wrong_answers(wrong, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_focal_loss(wrong)
+
+
+# ------------------------------------------------------------------------------- exponential logarithmic loss
+
+
+def _exp_log_terms(logits, target, smooth, linear=False):
+    p, g = torch.softmax(logits, dim=1), _one_hot(logits, target)
+    dims = (0, 2, 3)
+    denominator = (p.sum(dims) + g.sum(dims)) if linear else ((p * p).sum(dims) + (g * g).sum(dims))
+    dice = (2 * (p * g).sum(dims) + smooth) / (denominator + smooth)
+    nll = -torch.log_softmax(logits, dim=1).gather(1, target[:, None])[:, 0]
+    counts = g.sum(dims)
+    return dice, nll, counts
+
+
+def exp_log_reference(logits, target, w_dice=0.8, w_cross=0.2, gamma=0.3, smooth=1.0):
+    dice, nll, counts = _exp_log_terms(logits, target, smooth)
+    weight = (counts.sum() / counts).sqrt()
+    return w_dice * ((-dice.log()) ** gamma).mean() + w_cross * (weight[target] * nll**gamma).mean()
+
+
+def exp_log_no_sqrt(logits, target, w_dice=0.8, w_cross=0.2, gamma=0.3, smooth=1.0):
+    dice, nll, counts = _exp_log_terms(logits, target, smooth)
+    return w_dice * ((-dice.log()) ** gamma).mean() + w_cross * ((counts.sum() / counts)[target] * nll**gamma).mean()
+
+
+def exp_log_unweighted(logits, target, w_dice=0.8, w_cross=0.2, gamma=0.3, smooth=1.0):
+    dice, nll, _ = _exp_log_terms(logits, target, smooth)
+    return w_dice * ((-dice.log()) ** gamma).mean() + w_cross * (nll**gamma).mean()
+
+
+def exp_log_power_outside(logits, target, w_dice=0.8, w_cross=0.2, gamma=0.3, smooth=1.0):
+    dice, nll, counts = _exp_log_terms(logits, target, smooth)
+    weight = (counts.sum() / counts).sqrt()
+    return w_dice * (-dice.log()).mean() ** gamma + w_cross * (weight[target] * nll**gamma).mean()
+
+
+def exp_log_linear_dice(logits, target, w_dice=0.8, w_cross=0.2, gamma=0.3, smooth=1.0):
+    dice, nll, counts = _exp_log_terms(logits, target, smooth, linear=True)
+    weight = (counts.sum() / counts).sqrt()
+    return w_dice * ((-dice.log()) ** gamma).mean() + w_cross * (weight[target] * nll**gamma).mean()
+
+
+def exp_log_swapped(logits, target, w_dice=0.8, w_cross=0.2, gamma=0.3, smooth=1.0):
+    return exp_log_reference(logits, target, w_cross, w_dice, gamma, smooth)
+
+
+def exp_log_detached(logits, target, w_dice=0.8, w_cross=0.2, gamma=0.3, smooth=1.0):
+    return exp_log_reference(logits.detach(), target, w_dice, w_cross, gamma, smooth)
+
+
+def test_exp_log_check_accepts_the_reference(capsys):
+    checks.check_exp_log_loss(exp_log_reference)
+    assert "exp_log_loss: 4 cases - PASSED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda *a, **k: None, "returned None"),
+        (lambda logits, target, **k: logits.sum(1), "scalar"),
+        (exp_log_no_sqrt, "square root"),
+        (exp_log_unweighted, "TRUE class"),
+        (exp_log_power_outside, "then average over classes"),
+        (exp_log_linear_dice, "squared denominator"),
+        (exp_log_swapped, "swapped"),
+        (exp_log_detached, "autograd"),
+    ],
+)
+def test_exp_log_check_rejects_wrong_answers(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_exp_log_loss(wrong)

@@ -10,21 +10,25 @@ def test_choice_prediction_right_and_wrong(capsys):
     assert isinstance(question, Prediction) and question.value is None
     question.control.value = "10x"                       # what a student does in the dropdown
     assert question.value == "10x"
-    text = question.reveal(97.0, answer="100x")
+    assert question.reveal(97.0, answer="100x") is None
+    text = question.revealed
     assert "You predicted '10x'" in text and "'100x'" in text and "right" not in text
     assert question.control.disabled, "a revealed prediction must be locked"
     assert text in capsys.readouterr().out
     right = predict("Q?", choices=["a", "b"], value="b")
-    assert right.reveal("b", answer="b").endswith("right.")
+    right.reveal("b", answer="b")
+    assert right.revealed.endswith("right.")
 
 
 def test_numeric_prediction_and_no_prediction():
     question = predict("PSNR?", unit="dB")
     assert question.value is None                        # an empty box is no prediction, not 0
-    assert "No prediction was recorded" in question.reveal(31.2)
+    question.reveal(31.2)
+    assert "No prediction was recorded" in question.revealed
     question = predict("PSNR?", unit="dB", value=30)
     assert question.value == 30.0
-    text = question.reveal(31.2)
+    question.reveal(31.2)
+    text = question.revealed
     assert "close" in text and "dB" in text
     question.control.value = "not a number"
     assert question.value is None

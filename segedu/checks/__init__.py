@@ -25,7 +25,7 @@ from segedu.checks.lesson06 import check_center_crop, check_valid_output_size
 from segedu.checks.lesson07 import check_aspp_rates, check_mean_field_step
 from segedu.checks.lesson08 import check_lateral_merge, check_pyramid_pooling
 from segedu.checks.lesson09 import check_box_iou, check_nms
-from segedu.checks.lesson10 import check_dice_loss, check_focal_loss
+from segedu.checks.lesson10 import check_dice_loss, check_exp_log_loss, check_focal_loss
 from segedu.checks.lesson11 import check_conv2d_flops
 
 __all__ = [
@@ -51,7 +51,7 @@ __all__ = [
     # lesson 09: Mask R-CNN
     "check_box_iou", "check_nms",
     # lesson 10: losses
-    "check_dice_loss", "check_focal_loss",
+    "check_dice_loss", "check_focal_loss", "check_exp_log_loss",
     # lesson 11: the capstone
     "check_conv2d_flops",
 ]

@@ -1,6 +1,8 @@
 """Lesson 10 · Loss functions for segmentation: the exercise checks.
 
-``check_dice_loss``: the multiclass soft Dice loss (Milletari et al., 3DV 2016: squared denominator), compared
+``check_exp_log_loss`` (the larger exercise: it composes the per-class Dice, a log, powers and
+class-frequency weights): the exponential logarithmic loss of Wong et al. (MICCAI 2018), compared with
+``segedu.losses.exp_log_loss``. ``check_dice_loss``: the multiclass soft Dice loss (Milletari et al., 3DV 2016: squared denominator), compared
 with ``segedu.losses.dice_loss``; ``check_focal_loss``: the binary focal loss (Lin et al., ICCV 2017), compared
 with ``torchvision.ops.sigmoid_focal_loss``. Both compare the values and the gradients, and name the mistake a
 wrong answer reproduces when it is a known one.
@@ -14,7 +16,7 @@ import torch
 
 from segedu.checks.common import agrees, passed, returned
 
-__all__ = ["check_dice_loss", "check_focal_loss"]
+__all__ = ["check_dice_loss", "check_focal_loss", "check_exp_log_loss"]
 
 
 def _loss_scalar(value, name: str) -> torch.Tensor:
@@ -243,3 +245,84 @@ def check_focal_loss(fn: Callable) -> None:
     if not agrees(got, want, rtol=1e-4, atol=1e-8):
         raise AssertionError(f"{name}: logits of +-40 gave {float(got):.4f}, expected {float(want):.4f}.")
     passed(name, cases + 1)
+
+
+# Exercise: the exponential logarithmic loss (composes Dice, logs, powers and class weights).
+
+
+def _exp_log_parts(logits, target, smooth, linear=False):
+    """Per-class Dice ``[C]``, -log p of each pixel's true class ``[B, H, W]`` and the class counts ``[C]``."""
+    z = logits.double()
+    p = torch.softmax(z, dim=1)
+    g = torch.nn.functional.one_hot(target, z.shape[1]).permute(0, 3, 1, 2).double()
+    dims = (0, 2, 3)
+    denominator = (p.sum(dims) + g.sum(dims)) if linear else ((p * p).sum(dims) + (g * g).sum(dims))
+    dice = (2 * (p * g).sum(dims) + smooth) / (denominator + smooth)
+    nll = -torch.log_softmax(z, dim=1).gather(1, target[:, None])[:, 0]
+    return dice, nll, g.sum(dims)
+
+
+def _exp_log_mistakes(logits, target, w_dice, w_cross, gamma, smooth) -> dict[str, torch.Tensor]:
+    dice, nll, counts = _exp_log_parts(logits, target, smooth)
+    weight = (counts.sum() / counts.clamp_min(1)).sqrt()
+    l_dice, l_cross = ((-dice.log()) ** gamma).mean(), (weight[target] * nll**gamma).mean()
+    lin_dice = _exp_log_parts(logits, target, smooth, linear=True)[0]
+    return {
+        "The class weight is w_l = (sum_k f_k / f_l) ** 0.5: a square root of the inverse frequency.":
+            w_dice * l_dice + w_cross * ((counts.sum() / counts.clamp_min(1))[target] * nll**gamma).mean(),
+        "Each pixel's cross-entropy term is weighted by w of its TRUE class (rare classes weigh more).":
+            w_dice * l_dice + w_cross * (nll**gamma).mean(),
+        "Raise each class's -ln D_c to gamma, then average over classes (not the other way round).":
+            w_dice * (-dice.log()).mean() ** gamma + w_cross * l_cross,
+        "Take -ln of every class's Dice, not of their mean.":
+            w_dice * (-dice.mean().log()) ** gamma + w_cross * l_cross,
+        "The course's Dice has the squared denominator sum p^2 + sum g^2 (lesson 10, exercise 1).":
+            w_dice * ((-lin_dice.log()) ** gamma).mean() + w_cross * l_cross,
+        "w_dice weighs the Dice term and w_cross the cross-entropy term: swapped?":
+            w_cross * l_dice + w_dice * l_cross,
+    }
+
+
+def check_exp_log_loss(fn: Callable) -> None:
+    """Lesson 10: ``fn(logits, target, w_dice=0.8, w_cross=0.2, gamma=0.3, smooth=1.0)`` is the multiclass
+    exponential logarithmic loss (Wong et al., MICCAI 2018) with the course's squared-denominator Dice.
+
+    ``logits`` float ``[B, C, H, W]``, ``target`` int64 ``[B, H, W]`` in ``0..C-1``. With D_c the soft Dice of
+    exercise 1 and f_k the number of pixels of class k in the batch:
+    ``L_dice = mean_c (-ln D_c)^gamma``, ``L_cross = mean_i w_{y_i} (-ln p_{i, y_i})^gamma`` with
+    ``w_l = (sum_k f_k / f_l)^0.5``, loss ``= w_dice L_dice + w_cross L_cross``. Reference:
+    ``segedu.losses.exp_log_loss(mode="multiclass", ignore_index=None)``.
+    """
+    from segedu.losses import exp_log_loss
+
+    name = "exp_log_loss"
+    gen = torch.Generator().manual_seed(12)
+    cases = 0
+    settings = [((1, 2, 2, 2), 0.8, 0.2, 0.3, 1.0), ((2, 3, 5, 7), 0.8, 0.2, 0.3, 1.0),
+                ((1, 4, 6, 6), 0.5, 0.5, 1.0, 0.5), ((3, 2, 4, 5), 0.3, 0.7, 0.5, 1.0)]
+    for shape, w_dice, w_cross, gamma, smooth in settings:
+        batch, num_classes, height, width = shape
+        logits = 2 * torch.randn(shape, generator=gen, dtype=torch.float64)
+        target = torch.randint(0, num_classes, (batch, height, width), generator=gen)
+        target.view(-1)[:num_classes] = torch.arange(num_classes)  # every class present: every f_k > 0
+        kwargs = dict(w_dice=w_dice, w_cross=w_cross, gamma=gamma, smooth=smooth)
+        got, grad = _loss_value_and_grad(fn, name, logits, target, **kwargs)
+        want, want_grad = _loss_value_and_grad(
+            lambda z, y, **kw: exp_log_loss(z, y, mode="multiclass", ignore_index=None, **kw),
+            "reference", logits, target, **kwargs,
+        )
+        case = f"logits {list(shape)}, {', '.join(f'{k}={v}' for k, v in kwargs.items())}"
+        if not agrees(got, want, atol=1e-8):
+            hint = _loss_hint(got, _exp_log_mistakes(logits, target, w_dice, w_cross, gamma, smooth))
+            raise AssertionError(
+                f"{name}, {case}: got {float(got):.6f}, expected {float(want):.6f}."
+                + (hint or " Compute L_dice and L_cross separately and compare each with its formula.")
+            )
+        if not agrees(grad, want_grad, rtol=1e-4, atol=1e-9):
+            raise AssertionError(
+                f"{name}, {case}: the value is right but the gradient is off by up to "
+                f"{float((grad - want_grad).abs().max()):.2e}. Compute the class weights from the target only "
+                "(they are constants, not functions of the logits)."
+            )
+        cases += 1
+    passed(name, cases)

@@ -95,15 +95,15 @@ class Prediction(W.VBox):
         measured = validate.number(measured, "measured")
         return f"You predicted {guess:.4g}; measured {shown}: {closeness(guess, measured)}."
 
-    def reveal(self, measured, answer: str | None = None) -> str:
-        """Print the verdict (see ``judge``), lock the control, and return the text. Never raises on a wrong
-        guess: predictions are for learning, not for grading."""
+    def reveal(self, measured, answer: str | None = None) -> None:
+        """Print the verdict (see ``judge``; kept in ``self.revealed``) and lock the control. Never raises on a
+        wrong guess: predictions are for learning, not for grading. Returns ``None``, so that a cell ending in
+        ``reveal(...)`` shows the verdict once."""
         text = self.judge(measured, answer)
         self.control.disabled = True
         self.verdict.value = f"<i>{text}</i>"
         self.revealed = text
         print(text)
-        return text
 
 
 def closeness(guess: float, measured: float) -> str:
