@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from segedu import validate
 
-__all__ = ["ConfusionMatrix", "mean_iou", "boundary_f1", "default_tolerance", "confusion_rate"]
+__all__ = ["ConfusionMatrix", "mean_iou", "boundary_f1", "boundary_match", "default_tolerance", "confusion_rate"]
 
 
 # --------------------------------------------------------------------------- input checks
@@ -320,6 +320,35 @@ def boundary_f1(
     if reduction == "none":
         return per_image.float()
     return float(torch.nanmean(per_image))
+
+
+def boundary_match(pred_mask: torch.Tensor, true_mask: torch.Tensor, tolerance: float) -> dict:
+    """What ``boundary_f1`` looks at for one class of one image, as maps to draw (lesson 00).
+
+    ``pred_mask``, ``true_mask``: bool ``[H, W]`` (the pixels of one class). Returns bool ``[H, W]`` maps
+    ``"pred_boundary"``, ``"true_boundary"`` (inner boundaries, as in ``boundary_f1``), ``"pred_band"``,
+    ``"true_band"`` (the pixels within ``tolerance`` of each boundary: a disk-shaped dilation),
+    ``"pred_matched"`` (predicted boundary pixels inside the true band), ``"true_matched"`` (true boundary
+    pixels inside the predicted band), and the floats ``"precision"``, ``"recall"``, ``"f1"`` - the numbers
+    ``boundary_f1`` averages over classes (same conventions: an empty boundary scores 1).
+    """
+    validate.tensor(pred_mask, "pred_mask", 2, dtype="bool", layout="[H, W]")
+    validate.tensor(true_mask, "true_mask", 2, dtype="bool", layout="[H, W]")
+    if pred_mask.shape != true_mask.shape:
+        raise ValueError(
+            f"pred_mask and true_mask must have the same shape, got {tuple(pred_mask.shape)} and {tuple(true_mask.shape)}"
+        )
+    tolerance = validate.number(tolerance, "tolerance", minimum=0)  # pixels
+    pred_b, true_b = _boundary(pred_mask[None])[0], _boundary(true_mask[None])[0]
+    pred_band, true_band = _near(pred_b[None], tolerance)[0], _near(true_b[None], tolerance)[0]
+    pred_matched, true_matched = pred_b & true_band, true_b & pred_band
+    n_pred, n_true = int(pred_b.sum()), int(true_b.sum())
+    precision = int(pred_matched.sum()) / n_pred if n_pred else 1.0
+    recall = int(true_matched.sum()) / n_true if n_true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {"pred_boundary": pred_b, "true_boundary": true_b, "pred_band": pred_band, "true_band": true_band,
+            "pred_matched": pred_matched, "true_matched": true_matched,
+            "precision": precision, "recall": recall, "f1": f1}
 
 
 # --------------------------------------------------------------------------- look-alike classes (lesson 08)

@@ -45,7 +45,8 @@ def test_released_lesson_is_not_attempted(tmp_path, marked_course):
     lessons, manifest = marked_course
     code, rows, summary = _check(_student_copy(tmp_path, lessons), tmp_path, manifest)
     assert code == 1
-    assert len(rows) == 1 and rows[0].split()[1:4] == ["check_iou_from_confusion", "not", "attempted"]
+    assert [row.split()[1:4] for row in rows] == [["check_iou_from_confusion", "not", "attempted"],
+                                                  ["check_window_macs", "not", "attempted"]]
     assert "not attempted" in summary and "`check_iou_from_confusion`" in summary
 
 
@@ -53,8 +54,9 @@ def test_restored_lesson_passes(tmp_path, marked_course):
     lessons, manifest = marked_course
     code, rows, summary = _check(_student_copy(tmp_path, lessons, solve=lambda s: s), tmp_path, manifest)
     assert code == 0, rows
-    assert len(rows) == 1 and rows[0].split()[1:4] == ["check_iou_from_confusion", "passed", "1/1"]
-    assert "1 passed, 0 failed, 0 not attempted - 1/1 points" in summary
+    assert [row.split()[1:4] for row in rows] == [["check_iou_from_confusion", "passed", "1/1"],
+                                                  ["check_window_macs", "passed", "1/1"]]
+    assert "2 passed, 0 failed, 0 not attempted - 2/2 points" in summary
 
 
 def test_wrong_solution_fails_with_the_checks_message(tmp_path, marked_course):
@@ -66,6 +68,7 @@ def test_wrong_solution_fails_with_the_checks_message(tmp_path, marked_course):
 
     code, rows, summary = _check(_student_copy(tmp_path, lessons, solve=wrong), tmp_path, manifest)
     assert code == 1
-    assert len(rows) == 1 and rows[0].split()[1:4] == ["check_iou_from_confusion", "failed", "0/1"]
+    assert len(rows) == 2 and rows[0].split()[1:4] == ["check_iou_from_confusion", "failed", "0/1"]
+    assert rows[1].split()[1:4] == ["check_window_macs", "passed", "1/1"]  # the other exercise is untouched
     assert "you computed TP / (TP + FN) (recall)" in rows[0]  # the check's own words reach the student
     assert "(recall)" in summary
