@@ -26,6 +26,12 @@ def bed_of_nails_reference(x, factor):
     return out
 
 
+def max_unpool_reference(x, indices, output_size):
+    h, w = output_size
+    flat = x.new_zeros(*x.shape[:2], h * w)
+    return flat.scatter(2, indices.flatten(2), x.flatten(2)).view(*x.shape[:2], h, w)
+
+
 def bilinear_reference(x, out_h, out_w, align=True):
     def axis(n_in, n_out):
         if align:
@@ -85,6 +91,7 @@ def receptive_field_reference(layers):
         (checks.check_psnr, psnr_reference),
         (checks.check_pca_reconstruction, pca_reference),
         (checks.check_bed_of_nails, bed_of_nails_reference),
+        (checks.check_max_unpool, max_unpool_reference),
         (checks.check_bilinear_align_corners, bilinear_reference),
         (checks.check_transposed_conv_scatter, scatter_reference),
         (checks.check_transposed_output_size, output_size_reference),
@@ -173,6 +180,56 @@ def _float_output(x, factor):
 def test_bed_of_nails_check_rejects(wrong, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_bed_of_nails(wrong)
+
+
+def _unpool_whole_tensor(x, indices, output_size):
+    # the indices used as positions in the whole flattened tensor: every plane lands in the first one
+    h, w = output_size
+    flat = x.new_zeros(x.shape[0] * x.shape[1] * h * w)
+    return flat.scatter(0, indices.flatten(), x.flatten()).view(*x.shape[:2], h, w)
+
+
+def _unpool_swapped(x, indices, output_size):
+    # row = i % W, col = i // W
+    h, w = output_size
+    out = x.new_zeros(*x.shape[:2], h, w)
+    for b in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for v, i in zip(x[b, c].flatten(), indices[b, c].flatten().tolist()):
+                if i % w < h and i // w < w:
+                    out[b, c, i % w, i // w] = v
+    return out
+
+
+def _unpool_twice_the_size(x, indices, output_size):
+    # output_size ignored at the end: the result cut to twice the pooled size (5 x 7 -> 4 x 6)
+    return max_unpool_reference(x, indices, output_size)[..., : 2 * x.shape[-2], : 2 * x.shape[-1]]
+
+
+def _unpool_detached(x, indices, output_size):
+    return torch.tensor(max_unpool_reference(x.detach(), indices, output_size).tolist(), dtype=x.dtype)
+
+
+def _unpool_float32(x, indices, output_size):
+    return max_unpool_reference(x, indices, output_size).float()
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda x, i, s: None, "None"),
+        (lambda x, i, s: bed_of_nails_reference(x, 2), "bed of nails"),
+        (lambda x, i, s: x.repeat_interleave(2, -2).repeat_interleave(2, -1), "nearest neighbour"),
+        (_unpool_whole_tensor, "own positions"),
+        (_unpool_swapped, "swapped"),
+        (_unpool_twice_the_size, "output_size"),
+        (_unpool_detached, "autograd"),
+        (_unpool_float32, "dtype"),
+    ],
+)
+def test_max_unpool_check_rejects(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_max_unpool(wrong)
 
 
 def _swapped_weights(x, out_h, out_w):

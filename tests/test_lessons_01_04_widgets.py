@@ -92,3 +92,33 @@ def test_dilation_viewer_shows_field_and_gridding():
     mixed = demo.update(rate1=1, rate2=2, rate3=5)
     assert demo.result == {"size": 17, "seen": 1.0}
     assert grid != mixed
+
+
+def test_sample_positions_figure_draws_both_conventions():
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    drawn = widgets.draw_sample_positions(fig, n_in=3, n_out=5)
+    assert drawn[True].tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert drawn[False].tolist() == pytest.approx([-0.2, 0.4, 1.0, 1.6, 2.2])
+    assert len(fig.axes) == 1 and len(fig.axes[0].collections) == 3   # input centres and two rows of samples
+    assert widgets.sample_positions_figure().axes
+    matplotlib.pyplot.close("all")
+
+
+def test_probe_patterns_show_a_flat_answer_for_resize_convolution():
+    from matplotlib.figure import Figure
+
+    from segedu.experiments.lesson03 import probe_network
+
+    models = {m: probe_network(m).eval() for m in ("transposed", "resize_conv")}
+    images = torch.rand(2, 3, 16, 16)
+    fig = Figure()
+    drawn = widgets.draw_probe_patterns(fig, models, torch.nn.functional.avg_pool2d(images, 2), images)
+    assert len(fig.axes) == 2 * 2 + 2                                  # two rows of panels and two colour bars
+    assert float(drawn["flat"]["resize_conv"].abs().max()) < 1e-6      # flat in, flat out
+    assert float(drawn["flat"]["transposed"].abs().max()) > 1e-4       # the untrained transposed conv's pattern
+    for phase in drawn["phase"].values():
+        assert phase.shape == (2, 2) and abs(float(phase.sum())) < 1e-6
+    assert widgets.probe_patterns_figure(models, images[:, :, ::2, ::2], images).axes
+    matplotlib.pyplot.close("all")

@@ -9,6 +9,8 @@ pattern that repeats every ``stride`` pixels (Odena, Dumoulin & Olah,
   output pixel: where the checkerboard comes from.
 * ``overlap_range``         - the fewest and the most of them away from the border
   (equal: no checkerboard).
+* ``subpixel_means``        - the mean of each of the ``period x period`` interleaved
+  sub-pixel grids of an image: a checkerboard shows as unequal means.
 * ``checkerboard_strength`` - how strong a period-``stride`` pattern is in an output.
 * ``LearnedUpsample``       - the three learned upsampling layers side by side: transposed
   convolution, resize-convolution and convolution + pixel shuffle.
@@ -26,7 +28,7 @@ from torch import nn
 from segedu import validate
 from segedu.ops.upsample import transposed_conv2d
 
-__all__ = ["overlap_count", "overlap_range", "checkerboard_strength", "LearnedUpsample"]
+__all__ = ["overlap_count", "overlap_range", "subpixel_means", "checkerboard_strength", "LearnedUpsample"]
 
 
 def overlap_count(kernel_size, stride, input_size) -> torch.Tensor:
@@ -64,17 +66,13 @@ def overlap_range(kernel_size, stride, input_size) -> tuple[int, int]:
     return int(count.min()), int(count.max())
 
 
-def checkerboard_strength(x: torch.Tensor, period: int = 2) -> torch.Tensor:
-    """Strength of a pattern that repeats every ``period`` pixels, per image.
+def subpixel_means(x: torch.Tensor, period: int = 2) -> torch.Tensor:
+    """The mean value of each sub-pixel grid: ``[B, C, H, W] -> [B, C, period, period]``.
 
-    The image is split into its ``period x period`` sub-pixel grids (pixel
-    ``(i, j)`` belongs to grid ``(i % period, j % period)``); the result is the
-    standard deviation of the grids' mean values, averaged over channels:
-    float32 ``[B]`` for ``x`` float ``[B, C, H, W]`` (cropped to multiples of
-    ``period``). Image content averages out over a grid, a checkerboard does
-    not: a flat image scores 0, a pure +-a checkerboard scores about ``a``. By
-    Parseval it is the energy of the image at the frequencies that are multiples
-    of ``1 / period`` (except 0), where upsampling artefacts live.
+    Pixel ``(i, j)`` belongs to grid ``(i % period, j % period)``; entry ``(a, b)`` of the result is the mean
+    over the pixels of grid ``(a, b)`` (``x`` cropped to multiples of ``period``). A ``period``-times upsampling
+    layer computes each grid with its own taps (lesson 03), so unequal means are its signature: image content
+    averages out over a grid, a checkerboard does not.
     """
     validate.images(x, "x")
     p = validate.integer(period, "period", minimum=2)
@@ -83,7 +81,22 @@ def checkerboard_strength(x: torch.Tensor, period: int = 2) -> torch.Tensor:
         raise ValueError(f"x must be at least period x period ({p} x {p}), got {height} x {width}")
     h, w = height // p * p, width // p * p
     grids = x[..., :h, :w].reshape(batch, channels, h // p, p, w // p, p)
-    means = grids.mean(dim=(2, 4)).flatten(2)  # [B, C, p * p]: one mean per sub-pixel grid
+    return grids.mean(dim=(2, 4))
+
+
+def checkerboard_strength(x: torch.Tensor, period: int = 2) -> torch.Tensor:
+    """Strength of a pattern that repeats every ``period`` pixels, per image.
+
+    The image is split into its ``period x period`` sub-pixel grids (pixel
+    ``(i, j)`` belongs to grid ``(i % period, j % period)``); the result is the
+    standard deviation of the grids' mean values (``subpixel_means``), averaged over channels:
+    float32 ``[B]`` for ``x`` float ``[B, C, H, W]`` (cropped to multiples of
+    ``period``). Image content averages out over a grid, a checkerboard does
+    not: a flat image scores 0, a pure +-a checkerboard scores about ``a``. By
+    Parseval it is the energy of the image at the frequencies that are multiples
+    of ``1 / period`` (except 0), where upsampling artefacts live.
+    """
+    means = subpixel_means(x, period).flatten(2)  # [B, C, p * p]: one mean per sub-pixel grid
     return means.std(dim=2, unbiased=False).mean(dim=1).float()
 
 

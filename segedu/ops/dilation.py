@@ -16,7 +16,8 @@ DeepLab, Chen et al., ICLR 2015 / TPAMI 2018).
 
 where ``jump`` is the distance in input pixels between neighbouring outputs.
 
-``footprint`` goes one step further than the size: it counts, for every input
+``gradient_extent`` measures the field of a real network from a gradient, to check the
+recurrence. ``footprint`` goes one step further than the size: it counts, for every input
 pixel inside the field, how many paths through a stack of dilated convolutions
 reach one output. Zeros inside the field are the "gridding" of stacked equal
 rates (Wang et al., "Understanding convolution for semantic segmentation",
@@ -49,6 +50,7 @@ __all__ = [
     "LayerRow",
     "footprint",
     "coverage",
+    "gradient_extent",
     "effective_receptive_field",
     "erf_profile",
     "erf_extent",
@@ -289,6 +291,26 @@ def coverage(rates, kernel_size: int = 3) -> float:
     segmentation", WACV 2018).
     """
     return float((footprint(rates, kernel_size) > 0).double().mean())
+
+
+def gradient_extent(model: nn.Module, size: int = 129, in_channels: int = 1) -> int:
+    """The receptive field of ``model`` measured instead of computed: the height of the input region that moves
+    the centre output.
+
+    ``model`` maps ``[1, in_channels, size, size]`` to ``[1, C, h, w]``; the gradient of output ``(0, 0, h // 2,
+    w // 2)`` with respect to a zero input is non-zero exactly on the pixels it depends on (unless weights cancel:
+    use positive weights). Returns the number of rows from the first to the last such pixel. ``size`` must
+    exceed the field, or the count stops at the border.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    size = validate.positive_int(size, "size")
+    in_channels = validate.positive_int(in_channels, "in_channels")
+    x = torch.zeros(1, in_channels, size, size, requires_grad=True)
+    out = model(x)
+    out[0, 0, out.shape[-2] // 2, out.shape[-1] // 2].backward()
+    rows = x.grad[0].abs().sum((0, 2)).nonzero()
+    return int(rows.max() - rows.min() + 1) if len(rows) else 0
 
 
 # ----------------------------------------------------------------------------

@@ -6,7 +6,8 @@ Fixed (nothing learned):
 * ``bed_of_nails``      - put each pixel at the top-left of its block, zeros elsewhere.
 * ``max_unpool``        - put each value back where max pooling found its maximum
   (the "switches" of Zeiler & Fergus, ECCV 2014; SegNet, Badrinarayanan et al. 2017).
-* ``bilinear_upsample`` - the four-neighbour interpolation formula.
+* ``bilinear_upsample`` - the four-neighbour interpolation formula; ``sample_positions``
+  says where its output pixels sit in the input (``align_corners`` both ways).
 
 Learned:
 
@@ -14,7 +15,8 @@ Learned:
   are placed ``stride`` apart and overlaps are summed (Dumoulin & Visin, "A guide
   to convolution arithmetic for deep learning", 2016).
 * ``bilinear_kernel``   - FCN's initialiser that makes a transposed convolution
-  start as bilinear upsampling (Long, Shelhamer & Darrell, CVPR 2015).
+  start as bilinear upsampling (Long, Shelhamer & Darrell, CVPR 2015);
+  ``bilinear_by_transposed_conv`` upsamples with it.
 * ``pixel_shuffle``     - sub-pixel convolution: channels rearranged into space
   (Shi et al., CVPR 2016).
 
@@ -43,7 +45,9 @@ __all__ = [
     "bed_of_nails",
     "max_unpool",
     "bilinear_upsample",
+    "sample_positions",
     "bilinear_kernel",
+    "bilinear_by_transposed_conv",
     "transposed_conv2d",
     "pixel_shuffle",
     "UPSAMPLING_METHODS",
@@ -145,29 +149,49 @@ def _output_size_and_scales(in_size, size, scale_factor):
     return out, tuple(float(f) for f in factors)
 
 
+def _positions(in_size: int, out_size: int, align_corners: bool, scale_factor=None) -> torch.Tensor:
+    """Float64 ``[out_size]``: where each output pixel's centre sits in input pixel coordinates (not clamped)."""
+    dst = torch.arange(out_size, dtype=torch.float64)
+    if align_corners:
+        # The centres of the corner pixels of input and output coincide.
+        return dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
+    # Pixels are unit squares: the centre of output pixel i sits at i + 0.5 in
+    # output units, (i + 0.5) * scale in input units, and pixel centres are at
+    # index + 0.5. torch takes scale = 1 / scale_factor when one was given (not
+    # in / out, which differs when in * scale_factor is not an integer).
+    scale = 1.0 / scale_factor if scale_factor is not None else in_size / out_size
+    return (dst + 0.5) * scale - 0.5
+
+
+def sample_positions(in_size: int, out_size: int, align_corners: bool = False) -> torch.Tensor:
+    """Where bilinear interpolation samples the input, along one axis: float64 ``[out_size]``.
+
+    Entry ``i`` is the position of output pixel ``i``'s centre in input pixel
+    coordinates (input centres at 0, 1, ..., ``in_size - 1``):
+    ``i * (in - 1) / (out - 1)`` with ``align_corners=True`` (the corner centres
+    coincide), ``(i + 0.5) * in / out - 0.5`` with ``False`` (pixels are unit
+    squares whose outer edges coincide). Not clamped: with ``False`` the first
+    positions of an upsampling lie left of the first centre, where
+    ``bilinear_upsample`` repeats the edge pixel.
+    """
+    in_size = validate.positive_int(in_size, "in_size")
+    out_size = validate.positive_int(out_size, "out_size")
+    return _positions(in_size, out_size, validate.flag(align_corners, "align_corners"))
+
+
 def _source_coordinates(in_size: int, out_size: int, scale_factor, align_corners: bool):
     """Along one axis, for every output index: the two input neighbours and the weight of the second.
 
     The output is ``(1 - w1) * input[i0] + w1 * input[i1]``. Computed in float64
     on the CPU (the vectors are short), moved to the image's device by the caller.
     """
-    dst = torch.arange(out_size, dtype=torch.float64)
     if out_size == in_size:
         # An axis that keeps its size is copied, whatever scale_factor gave
         # that size (e.g. 5 * 1.1 -> 5): torch's CPU kernel does the same.
-        src = dst
-    elif align_corners:
-        # The centres of the corner pixels of input and output coincide.
-        scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-        src = dst * scale
+        src = torch.arange(out_size, dtype=torch.float64)
     else:
-        # Pixels are unit squares: the centre of output pixel i sits at i + 0.5
-        # in output units, (i + 0.5) * scale in input units, and pixel centres
-        # are at index + 0.5. torch takes scale = 1 / scale_factor when one was
-        # given (not in / out, which differs when in * scale_factor is not an integer).
-        scale = 1.0 / scale_factor if scale_factor is not None else in_size / out_size
         # Left of the first centre there is nothing to interpolate: use pixel 0.
-        src = ((dst + 0.5) * scale - 0.5).clamp(min=0.0)
+        src = _positions(in_size, out_size, align_corners, scale_factor).clamp(min=0.0)
     i0 = src.floor().long().clamp(max=in_size - 1)
     i1 = (i0 + 1).clamp(max=in_size - 1)  # right of the last centre: repeat the last pixel
     return i0, i1, src - i0
@@ -251,6 +275,27 @@ def bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int) -> to
         channel = torch.arange(in_channels)
         weight[channel, channel] = filt
     return weight
+
+
+def bilinear_by_transposed_conv(x: torch.Tensor, factor: int, replicate_edges: bool = False) -> torch.Tensor:
+    """Bilinear upsampling by an integer ``factor`` as a transposed convolution with FCN's bilinear kernel.
+
+    ``x`` float ``[B, C, H, W] -> [B, C, factor * H, factor * W]``: ``transposed_conv2d`` with
+    ``bilinear_kernel(C, C, 2 * factor - factor % 2)``, stride ``factor`` and padding ``factor // 2`` (the
+    kernel size and padding of Caffe's ``BilinearFiller``, which FCN uses; Long et al., CVPR 2015). Inside
+    the image it equals ``F.interpolate(x, scale_factor=factor, mode="bilinear")`` (``align_corners=False``);
+    in a border band ``factor // 2`` pixels wide it differs, because the transposed convolution sees zeros
+    beyond the edge. With ``replicate_edges=True`` the input is first padded by one replicated pixel on every
+    side and ``factor`` more pixels are cropped: then it equals ``F.interpolate`` everywhere.
+    """
+    validate.images(x, "x")
+    factor = validate.positive_int(factor, "factor")
+    replicate_edges = validate.flag(replicate_edges, "replicate_edges")
+    kernel = bilinear_kernel(x.shape[1], x.shape[1], 2 * factor - factor % 2).to(x)
+    if replicate_edges:
+        return transposed_conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, stride=factor,
+                                 padding=factor // 2 + factor)
+    return transposed_conv2d(x, kernel, stride=factor, padding=factor // 2)
 
 
 # ----------------------------------------------------------------------------
@@ -414,5 +459,4 @@ def upsample_with(method: str, image: torch.Tensor, factor: int) -> tuple[torch.
     if method == "bilinear, align_corners":
         return small, bilinear_upsample(small, size=(h, w), align_corners=True)
     # "transposed conv, bilinear kernel", the last choice
-    kernel = bilinear_kernel(small.shape[1], small.shape[1], 2 * factor - factor % 2).to(small)
-    return small, transposed_conv2d(small, kernel, stride=factor, padding=factor // 2)
+    return small, bilinear_by_transposed_conv(small, factor)
