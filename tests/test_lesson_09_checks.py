@@ -144,3 +144,148 @@ def nms_max_threshold_ignored(boxes, scores, iou_threshold):
 def test_nms_rejects_wrong_answers(wrong, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_nms(wrong)
+
+
+# --------------------------------------------------------------------------- the box encoding
+
+
+def encode_reference(reference, proposals, weights):
+    """What a student writes: centres and sizes, shifts in units of the proposal, log size ratios."""
+    wx, wy, ww, wh = weights
+    aw, ah = proposals[:, 2] - proposals[:, 0], proposals[:, 3] - proposals[:, 1]
+    gw, gh = reference[:, 2] - reference[:, 0], reference[:, 3] - reference[:, 1]
+    ax, ay = proposals[:, 0] + 0.5 * aw, proposals[:, 1] + 0.5 * ah
+    gx, gy = reference[:, 0] + 0.5 * gw, reference[:, 1] + 0.5 * gh
+    return torch.stack([wx * (gx - ax) / aw, wy * (gy - ay) / ah, ww * torch.log(gw / aw), wh * torch.log(gh / ah)], 1)
+
+
+def test_encode_boxes_accepts_the_reference_and_the_package(capsys):
+    from segedu.ops.boxes import encode_boxes
+
+    checks.check_encode_boxes(encode_reference)
+    checks.check_encode_boxes(encode_boxes)
+    assert capsys.readouterr().out.strip().endswith("PASSED")
+
+
+def _encoding(**mistake):
+    from segedu.checks.lesson09 import encoding_with_mistake
+
+    return lambda r, p, w: encoding_with_mistake(r, p, w, **mistake)
+
+
+def _weights_divided(r, p, w):
+    return encode_reference(r, p, tuple(1 / x for x in w))
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda r, p, w: None, "None"),
+        (lambda r, p, w: encode_reference(r, p, w).T, r"shape \(4, "),
+        (lambda r, p, w: encode_reference(r, p, w)[:, :2], "shape"),
+        (lambda r, p, w: encode_reference(r, p, w).tolist(), "torch.Tensor"),
+        (_encoding(swapped=True), "wrong way round"),
+        (_encoding(by_reference=True), "proposal's width"),
+        (_encoding(corners=True), "centres"),
+        (_encoding(no_log=True), "LOG"),
+        (_encoding(inverted=True), "upside down"),
+        (_encoding(no_weights=True), "weights are missing"),
+        (_weights_divided, "index"),
+    ],
+)
+def test_encode_boxes_rejects_wrong_answers(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_encode_boxes(wrong)
+
+
+# --------------------------------------------------------------------------- the mask targets
+
+
+def mask_targets_reference(proposals, gt_boxes, gt_masks, size):
+    """What a student writes: match by IoU, keep IoU >= 0.5, RoIAlign the matched masks to the proposals."""
+    from segedu.ops import roi
+
+    if len(gt_boxes) == 0:
+        return torch.zeros(0, size, size), torch.zeros(0, dtype=torch.int64)
+    best, matched = roi.box_iou(gt_boxes, proposals).max(dim=0)
+    keep = torch.nonzero(best >= 0.5).flatten()
+    rois = torch.cat([matched[keep, None].float(), proposals[keep]], dim=1)
+    return roi.roi_align(gt_masks[:, None].float(), rois, size, 1.0)[:, 0], keep
+
+
+def test_mask_targets_accepts_the_reference_and_the_package(capsys):
+    from segedu.ops.roi import mask_targets
+
+    checks.check_mask_targets(mask_targets_reference)
+    checks.check_mask_targets(mask_targets)
+    assert capsys.readouterr().out.strip().endswith("PASSED")
+
+
+def _targets(**mistake):
+    """A student's version with one mistake (an image without objects handled, so the mistake is what fails)."""
+    from segedu.checks.lesson09 import mask_targets_with_mistake
+
+    def wrong(p, b, m, s):
+        if len(b) == 0:
+            return torch.zeros(0, s, s), torch.zeros(0, dtype=torch.int64)
+        return mask_targets_with_mistake(p, b, m, s, **mistake)
+
+    return wrong
+
+
+def _no_empty_case(p, b, m, s):
+    from segedu.checks.lesson09 import mask_targets_with_mistake
+
+    return mask_targets_with_mistake(p, b, m, s)
+
+
+def _bool_keep(p, b, m, s):
+    targets, keep = mask_targets_reference(p, b, m, s)
+    mask = torch.zeros(len(p), dtype=torch.bool)
+    mask[keep] = True
+    return targets, mask
+
+
+def _reversed_order(p, b, m, s):
+    targets, keep = mask_targets_reference(p, b, m, s)
+    return targets.flip(0), keep.flip(0)
+
+
+def _nearest_resize(p, b, m, s):
+    """Crop the mask with whole pixels and resize by nearest neighbour (no RoIAlign)."""
+    from segedu.ops import roi
+
+    targets, keep = mask_targets_reference(p, b, m, s)
+    matched = roi.box_iou(b, p).max(dim=0).indices if len(b) else None
+    out = []
+    for k in keep.tolist():
+        x1, y1, x2, y2 = p[k].round().long().clamp(0, m.shape[-1]).tolist()
+        crop = m[matched[k], y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)].float()
+        crop = torch.nn.functional.pad(crop, (0, max(0, 1 - crop.shape[1]), 0, max(0, 1 - crop.shape[0])))
+        out.append(torch.nn.functional.interpolate(crop[None, None], size=(s, s), mode="nearest")[0, 0])
+    return (torch.stack(out) if out else targets), keep
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda p, b, m, s: None, "None"),
+        (lambda p, b, m, s: mask_targets_reference(p, b, m, s)[0], "pair"),
+        (lambda p, b, m, s: (mask_targets_reference(p, b, m, s)[0][:, None], mask_targets_reference(p, b, m, s)[1]),
+         "shape"),
+        (_bool_keep, "int64"),
+        (_reversed_order, "increasing order"),
+        (_targets(strict=True), r"IoU >= 0.5, not > 0.5"),
+        (_targets(all_rois=True), "below 0.5"),
+        (_targets(crop_with_gt=True), "PROPOSAL's box"),
+        (_targets(aligned=True), "aligned=False"),
+        (_targets(sampling_ratio=2), "sampling_ratio=-1"),
+        (_targets(binary=True), "soft values"),
+        (_targets(mask_by_proposal=True), "matched object"),
+        (_nearest_resize, "index"),
+        (_no_empty_case, "without objects"),
+    ],
+)
+def test_mask_targets_rejects_wrong_answers(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_mask_targets(wrong)

@@ -66,3 +66,38 @@ def test_draw_instances_handles_targets_and_predictions(scenes):
     assert any(t.startswith(CLASSES[int(raw[0]["labels"][0])]) and "0." in t for t in tags)  # "name score"
     assert axes[0].get_title() == "truth"
     plt.close(fig)
+
+
+def test_draw_anchors_draws_the_centre_cell_of_every_level():
+    from segedu.models.maskrcnn import anchors_by_level, mask_rcnn
+
+    torch.manual_seed(0)
+    model = mask_rcnn(6, image_size=64, width=4)
+    image = torch.rand(3, 64, 64)
+    anchors = anchors_by_level(model, image)
+    fig, ax = plt.subplots()
+    labels = widgets.draw_anchors(ax, image, anchors)
+    assert labels[0] == "level 0: 8 px, 16x16 cells" and labels[-1] == "level pool: 64 px, 2x2 cells"
+    assert len(ax.patches) == 3 * len(anchors)  # three aspect ratios per level
+    plt.close(fig)
+
+
+def test_the_other_pictures_draw(scenes):
+    images, raw, targets = scenes
+    fig, axes = plt.subplots(1, 3)
+    widgets.draw_proposals(axes[0], images[0], raw[0]["boxes"], raw[0]["scores"], "proposals")
+    assert len(axes[0].patches) == len(raw[0]["boxes"]) and axes[0].get_title() == "proposals"
+    shifts = torch.linspace(0, 16, 5)
+    looked = {"a": shifts + 64, "b": shifts * 0 + 64}
+    widgets.plot_bin_positions(axes[1:], shifts, looked, {"a": shifts * 0, "b": shifts}, shifts + 64, 64, 16)
+    assert len(axes[1].get_lines()) == 3 and len(axes[2].get_lines()) == 2
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2)
+    sweep = {t: {"AP": t, "AP50": t, "per_scene": 10 * t} for t in (0.5, 1.0)}
+    widgets.plot_nms_tradeoff(axes, [0.5, 1.0], sweep, {0.5: 0.1, 1.0: 0.0})
+    assert len(axes[0].get_lines()) == 2 and len(axes[1].get_lines()) == 1
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 3)
+    widgets.draw_shared_box(axes, images[0], targets[0], raw[0], torch.rand(48, 48), CLASSES, found=1)
+    assert axes[1].get_title() == f"Mask R-CNN: {len(raw[0]['labels'])} detections\n1 of the 2 crossing bars found"
+    plt.close(fig)

@@ -172,3 +172,36 @@ def test_arguments_of_a_wrong_type():
         maskrcnn.mask_rcnn(6, width=4, aspect_ratios=(1.0, True))
     with pytest.raises(ValueError, match=r"aspect_ratios\[1\]"):
         maskrcnn.mask_rcnn(6, width=4, aspect_ratios=(1.0, -1.0))
+
+
+def test_rpn_proposals_rebuild_the_rpns_output(scenes):
+    images, _ = scenes
+    torch.manual_seed(1)
+    model = maskrcnn.mask_rcnn(6, image_size=64, width=4)
+    model.train()  # the function switches to eval mode and back
+    for image in images:
+        ours = maskrcnn.rpn_proposals(model, image)
+        assert model.training
+        model.eval()
+        with torch.no_grad():
+            batch, _ = model.transform([image])
+            theirs, _ = model.rpn(batch, model.backbone(batch.tensors))
+        model.train()
+        pre, post = ours["pre_nms"], ours["post_nms"]
+        assert torch.equal(post["boxes"], theirs[0])
+        # Before NMS: the best rpn_pre_nms_top_n_test of each level (200, or all of a small level), by score.
+        assert len(pre["boxes"]) == 200 + 8 * 8 * 3 + 4 * 4 * 3 + 2 * 2 * 3
+        assert torch.all(pre["scores"][:-1] >= pre["scores"][1:])
+        assert len(post["boxes"]) == maskrcnn.DEFAULTS["rpn_post_nms_top_n_test"]
+        # After NMS no two proposals of one level overlap by more than the RPN's threshold (0.7).
+        for level in post["levels"].unique():
+            b = post["boxes"][post["levels"] == level]
+            iou = roi.box_iou(b, b).fill_diagonal_(0)
+            assert iou.max() <= model.rpn.nms_thresh
+
+
+def test_rpn_proposals_refuse_other_models():
+    with pytest.raises(TypeError, match="MaskRCNN"):
+        maskrcnn.rpn_proposals(torch.nn.Conv2d(3, 3, 1), torch.rand(3, 64, 64))
+    with pytest.raises(TypeError, match="MaskRCNN"):
+        maskrcnn.anchors_by_level(torch.nn.Conv2d(3, 3, 1), torch.rand(3, 64, 64))

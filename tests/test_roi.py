@@ -421,3 +421,73 @@ def test_roi_align_memory_does_not_grow_with_a_huge_box():
     assert huge < 2 * normal < 64 * 2**20, (huge, normal)
     assert torch.isfinite(out[0]).all()
     torch.testing.assert_close(out[0][1:], tvo.roi_align(x, boxes[1:], 7, 1.0, -1, True), atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- mask targets (lesson 09)
+
+
+def _instance_scenes():
+    from segedu.data.shapes import ShapesDataset
+
+    return ShapesDataset(6, size=64, seed=5, variant="instance").batch(range(6))
+
+
+def test_match_proposals_is_torchvisions_matcher():
+    from torchvision.models.detection._utils import Matcher
+
+    gen = torch.Generator().manual_seed(3)
+    _, targets = _instance_scenes()
+    matcher = Matcher(0.5, 0.5, allow_low_quality_matches=False)  # Mask R-CNN's box head: fg = bg = 0.5
+    for target in targets:
+        gt = target["boxes"]
+        proposals = torch.cat([gt.repeat(8, 1) + torch.randn(8 * len(gt), 4, generator=gen) * 6, gt])
+        matched, positive = roi.match_proposals(proposals, gt)
+        theirs = matcher(tvo.box_iou(gt, proposals))  # -1 below 0.5
+        assert torch.equal(positive, theirs >= 0)
+        assert torch.equal(matched[positive], theirs[positive])
+        assert 0 < int(positive.sum()) < len(proposals)
+    matched, positive = roi.match_proposals(torch.rand(3, 4), torch.zeros(0, 4))
+    assert matched.tolist() == [0, 0, 0] and not positive.any()
+
+
+def test_mask_targets_equal_torchvisions_project_masks_on_boxes():
+    from torchvision.models.detection.roi_heads import project_masks_on_boxes
+
+    gen = torch.Generator().manual_seed(4)
+    _, targets = _instance_scenes()
+    for size in (28, 14):
+        for target in targets:
+            gt, masks = target["boxes"], target["masks"]
+            proposals = torch.cat([gt.repeat(6, 1) + torch.randn(6 * len(gt), 4, generator=gen) * 5, gt])
+            ours, keep = roi.mask_targets(proposals, gt, masks, size)
+            matched, positive = roi.match_proposals(proposals, gt)
+            assert torch.equal(keep, torch.nonzero(positive).flatten())
+            theirs = project_masks_on_boxes(masks, proposals[keep], matched[keep], size)
+            assert ours.shape == (len(keep), size, size) and ours.dtype == torch.float32
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)  # float32 sums of bilinear weights
+            # Averages of bilinear weights on a 0/1 mask: in [0, 1] up to float32 rounding.
+            assert 0 <= float(ours.min()) and float(ours.max()) <= 1 + 1e-6
+
+
+def test_mask_targets_show_the_mask_inside_the_proposal():
+    masks = torch.zeros(1, 20, 20, dtype=torch.uint8)
+    masks[0, 0:10, 0:10] = 1
+    gt = torch.tensor([[0.0, 0, 10, 10]])
+    # The proposal covers the object and as much again on the right (IoU exactly 0.5: positive).
+    targets, keep = roi.mask_targets(torch.tensor([[0.0, 0, 20, 10], [0.0, 0, 10, 30]]), gt, masks, 10)
+    assert keep.tolist() == [0]
+    # Left half object, right half not. The last row and the boundary column are soft: aligned=False reads
+    # pixel i's value at i (not i + 0.5), so samples at 9.5 average the object's last row and the row below.
+    assert targets[0, :9, :4].min() == 1 and targets[0, :, 5:].max() == 0
+    assert targets[0, 9, 0] == 0.5 and targets[0, 0, 4] == 0.75
+
+
+def test_mask_targets_without_objects_and_errors():
+    targets, keep = roi.mask_targets(torch.rand(4, 4) * 10, torch.zeros(0, 4), torch.zeros(0, 8, 8), 7)
+    assert targets.shape == (0, 7, 7) and keep.shape == (0,) and keep.dtype == torch.int64
+    with pytest.raises(ValueError, match="gt_masks"):
+        roi.mask_targets(torch.rand(4, 4), torch.rand(2, 4), torch.zeros(3, 8, 8), 7)
+    with pytest.raises(TypeError, match="proposals"):
+        roi.mask_targets(torch.zeros(4, 4, dtype=torch.long), torch.rand(2, 4), torch.zeros(2, 8, 8), 7)
+    with pytest.raises(ValueError, match="size"):
+        roi.mask_targets(torch.rand(4, 4), torch.rand(2, 4), torch.zeros(2, 8, 8), 0)

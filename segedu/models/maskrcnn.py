@@ -20,9 +20,11 @@ only chooses sizes, because the defaults are made for 800-pixel COCO photos and 
 The transform that torchvision puts in front resizes every image so its short side is ``min_size``; here
 ``min_size = max_size = image_size``, so the 64-pixel scenes stay 64 pixels instead of being blown up to 800.
 
-Three helpers look inside a trained model for the lesson: ``raw_detections`` (the detections before the final
-NMS), ``filter_detections`` (score threshold + our class-wise NMS, reproducing the model's post-processing) and
-``masks_for_boxes`` (the mask head's answer for boxes we choose).
+Helpers look inside a model for the lesson: ``anchors_by_level`` (the RPN's anchors, per FPN level and
+position), ``rpn_proposals`` (the RPN's proposals before and after its NMS, rebuilt from our
+``decode_boxes`` and ``batched_nms`` and equal to torchvision's), ``raw_detections`` (the detections before
+the final NMS), ``filter_detections`` (score threshold + our class-wise NMS, reproducing the model's
+post-processing) and ``masks_for_boxes`` (the mask head's answer for boxes we choose).
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign
 
 from segedu import runtime, validate
+from segedu.ops.boxes import decode_boxes
 from segedu.ops.roi import batched_nms
 
-__all__ = ["tiny_body", "TinyBackbone", "mask_rcnn", "DEFAULTS", "raw_detections", "filter_detections", "masks_for_boxes"]
+__all__ = ["tiny_body", "TinyBackbone", "mask_rcnn", "DEFAULTS", "anchors_by_level", "rpn_proposals", "raw_detections",
+           "filter_detections", "masks_for_boxes"]
 
 # Fewer proposals and sampled RoIs than torchvision's COCO defaults (2000/1000 proposals, 512 RoIs per
 # image): our scenes hold 1-4 objects, and every RoI costs time on a CPU. Any of these can be overridden.
@@ -198,6 +202,88 @@ def _check_model(model) -> None:
         raise TypeError(f"model must be a torchvision MaskRCNN (see mask_rcnn()), got {type(model).__name__}")
 
 
+def _features(model: MaskRCNN, image: torch.Tensor):
+    """``(batch, features)``: the transformed one-image batch and the backbone's maps as an ``OrderedDict``."""
+    validate.tensor(image, "image", 3, dtype="floating", layout="[3, H, W] in [0, 1]")
+    batch, _ = model.transform([image])  # normalise (and resize, a no-op at image_size)
+    features = model.backbone(batch.tensors)
+    if isinstance(features, torch.Tensor):
+        features = OrderedDict([("0", features)])
+    return batch, features
+
+
+@torch.no_grad()
+def anchors_by_level(model: MaskRCNN, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The RPN's anchors for ``image`` ``[3, H, W]``, as torchvision's ``AnchorGenerator`` makes them: one
+    tensor ``[h, w, A, 4]`` (x1, y1, x2, y2 in the transformed image's pixels) per feature level, keyed by the
+    level's name. ``A`` = sizes x aspect ratios of that level; anchor ``[i, j, a]`` is centred on the
+    level's cell ``(i, j)`` (at ``(j * stride, i * stride)``: torchvision puts anchors on cell corners)."""
+    _check_model(model)
+    was_training = model.training
+    model.eval()
+    try:
+        batch, features = _features(model, image)
+        maps = list(features.values())
+        anchors = model.rpn.anchor_generator(batch, maps)[0]  # [sum of h * w * A, 4], level by level
+    finally:
+        model.train(was_training)
+    per_location = model.rpn.anchor_generator.num_anchors_per_location()
+    result, start = {}, 0
+    for (name, f), a in zip(features.items(), per_location):
+        h, w = f.shape[-2:]
+        result[name] = anchors[start:start + h * w * a].view(h, w, a, 4)
+        start += h * w * a
+    return result
+
+
+@torch.no_grad()
+def rpn_proposals(model: MaskRCNN, image: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+    """The RPN's proposals for one image **before** and **after** its NMS (eval mode), rebuilt by hand.
+
+    torchvision's ``RegionProposalNetwork`` scores every anchor (objectness logit) and regresses its deltas;
+    the proposals are the anchors moved by the deltas (``segedu.ops.boxes.decode_boxes``, weights 1). Then,
+    per image: the ``rpn_pre_nms_top_n_test`` best of **each level**, sigmoid, clipping to the image,
+    dropping boxes under 1e-3 px, NMS **per level** at ``rpn_nms_thresh`` (0.7; ``segedu.ops.boxes.
+    batched_nms`` with the level as the category), and the ``rpn_post_nms_top_n_test`` best. ``post_nms``
+    equals what ``model.rpn`` hands the RoI heads (``tests/test_maskrcnn.py``).
+
+    Returns ``{"pre_nms": {...}, "post_nms": {...}}``, each with ``boxes [N, 4]`` (pixels of ``image``),
+    ``scores [N]`` (objectness probability, decreasing) and ``levels [N]`` (index of the FPN level).
+    """
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+    from torchvision.models.detection.transform import resize_boxes
+    from torchvision.ops import boxes as box_ops
+
+    _check_model(model)
+    rpn, was_training = model.rpn, model.training
+    model.eval()
+    try:
+        batch, features = _features(model, image)
+        maps = list(features.values())
+        objectness, deltas = rpn.head(maps)
+        anchors = rpn.anchor_generator(batch, maps)[0]
+        per_level = [o[0].numel() for o in objectness]  # anchors per level: A * h * w
+        objectness, deltas = concat_box_prediction_layers(objectness, deltas)  # [sum, 1], [sum, 4]
+        boxes = decode_boxes(deltas, anchors, rpn.box_coder.weights, rpn.box_coder.bbox_xform_clip)
+        levels = torch.repeat_interleave(torch.arange(len(per_level), device=boxes.device),
+                                         torch.tensor(per_level, device=boxes.device))
+        top = torch.cat([torch.topk(logits, min(rpn.pre_nms_top_n(), len(logits))).indices + start
+                         for logits, start in zip(objectness[:, 0].split(per_level),
+                                                  torch.tensor([0] + per_level[:-1]).cumsum(0).tolist())])
+        boxes = box_ops.clip_boxes_to_image(boxes[top], batch.image_sizes[0])
+        scores, levels = torch.sigmoid(objectness[top, 0]), levels[top]
+        keep = box_ops.remove_small_boxes(boxes, rpn.min_size)
+        keep = keep[scores[keep] >= rpn.score_thresh]
+        boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
+        kept = batched_nms(boxes, scores, levels, rpn.nms_thresh)[: rpn.post_nms_top_n()]
+        order = torch.sort(scores, descending=True, stable=True).indices
+    finally:
+        model.train(was_training)
+    back = (batch.image_sizes[0], tuple(image.shape[-2:]))
+    return {name: {"boxes": resize_boxes(boxes[i], *back), "scores": scores[i], "levels": levels[i]}
+            for name, i in (("pre_nms", order), ("post_nms", kept))}
+
+
 @torch.no_grad()
 def raw_detections(model: MaskRCNN, images, score_threshold: float = 0.05) -> list[dict]:
     """The model's detections **before** its final per-class NMS (eval mode, no gradients).
@@ -270,10 +356,7 @@ def masks_for_boxes(model: MaskRCNN, image: torch.Tensor, boxes: torch.Tensor, l
     was_training = model.training
     model.eval()
     try:
-        batch, _ = model.transform([image])  # normalise (and resize, a no-op at image_size)
-        features = model.backbone(batch.tensors)
-        if isinstance(features, torch.Tensor):
-            features = OrderedDict([("0", features)])
+        batch, features = _features(model, image)
         size = batch.image_sizes[0]
         scaled = resize_boxes(boxes.to(batch.tensors), tuple(image.shape[-2:]), size)
         heads = model.roi_heads

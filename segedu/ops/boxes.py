@@ -1,7 +1,12 @@
-"""Box IoU and non-maximum suppression by hand (lesson 09), as ``torchvision.ops`` (same signatures).
+"""Boxes by hand (lesson 09): the box encoding, box IoU and non-maximum suppression, as torchvision.
 
-A detector proposes many overlapping boxes for one object; two ops clean them up:
+A detector regresses boxes relative to reference boxes, and proposes many overlapping boxes for one object:
 
+* ``encode_boxes`` / ``decode_boxes`` - the R-CNN box parametrisation (Girshick et al., CVPR 2014, appendix C;
+  Girshick, "Fast R-CNN", ICCV 2015; Ren et al., "Faster R-CNN", NeurIPS 2015, eq. 2): a box relative to a
+  reference box (an anchor, a proposal) as the shift of its centre in units of the reference's size and the
+  log of its size ratio, ``(dx, dy, dw, dh)``, times per-coordinate weights. As
+  ``torchvision.models.detection._utils.BoxCoder`` (its ``encode_single`` / ``decode_single``).
 * ``box_iou`` - intersection over union of every pair of boxes.
 * ``nms`` - greedy non-maximum suppression: visit boxes from the highest score down and keep a box unless a
   box kept before it overlaps it by more than ``iou_threshold``. ``batched_nms`` does it per class.
@@ -19,16 +24,22 @@ and is never suppressed.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from segedu import validate
 
-__all__ = ["box_iou", "nms", "batched_nms"]
+__all__ = ["encode_boxes", "decode_boxes", "BBOX_XFORM_CLIP", "box_iou", "nms", "batched_nms"]
 
 # nms works through its N x N matrices in blocks of rows of about this many elements (4 MiB in float32),
 # so that one block's temporaries stay small next to the one N x N boolean matrix it keeps.
 BLOCK_ELEMENTS = 1 << 20
+
+# decode_boxes clamps dw and dh at log(1000 / 16), as torchvision and Detectron: no box grows more than 62.5x
+# its reference in one step, and exp() never overflows on an untrained regressor's wild output.
+BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 
 
 def _check_boxes(boxes, name: str) -> None:
@@ -153,3 +164,87 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
     keep = torch.cat(kept).sort().values  # by index, so that equal scores stay in index order
     return keep[torch.sort(scores[keep], descending=True, stable=True).indices]
+
+
+# --------------------------------------------------------------------------- the box encoding
+
+
+def _check_weights(weights) -> tuple[float, float, float, float]:
+    if not isinstance(weights, (tuple, list)) or len(weights) != 4:
+        raise TypeError(f"weights must be a tuple of 4 numbers (wx, wy, ww, wh), got {weights!r}")
+    return tuple(validate.positive_number(w, f"weights[{i}]") for i, w in enumerate(weights))
+
+
+def _centres(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Centre x, centre y, width, height of boxes ``[N, 4]``, each ``[N]``."""
+    widths = boxes[:, 2] - boxes[:, 0]
+    heights = boxes[:, 3] - boxes[:, 1]
+    return boxes[:, 0] + 0.5 * widths, boxes[:, 1] + 0.5 * heights, widths, heights
+
+
+def encode_boxes(reference: Tensor, proposals: Tensor, weights=(1.0, 1.0, 1.0, 1.0)) -> Tensor:
+    """The regression target that moves each proposal onto its reference box (Ren et al. 2015, eq. 2).
+
+    With centres ``(x, y)`` and sizes ``(w, h)``, proposal ``a`` (an anchor or a proposal) and reference ``g``
+    (the ground-truth box it should become)::
+
+        dx = wx * (x_g - x_a) / w_a      dw = ww * log(w_g / w_a)
+        dy = wy * (y_g - y_a) / h_a      dh = wh * log(h_g / h_a)
+
+    Shifts in units of the proposal's size and log size ratios make the target the same for the same
+    relative error at any scale, and ``log`` makes growing and shrinking by a factor symmetric. The weights
+    scale the four targets to similar spreads: torchvision's RPN uses ``(1, 1, 1, 1)``, its box head
+    ``(10, 10, 5, 5)`` (Detectron's choice: proposals are already close, so their deltas are small).
+
+    Args:
+        reference: ``[N, 4]`` (x1, y1, x2, y2), the boxes to reach (ground truth, matched to each proposal).
+        proposals: ``[N, 4]`` (x1, y1, x2, y2) with positive widths and heights.
+        weights: ``(wx, wy, ww, wh)``, positive.
+
+    Returns:
+        ``[N, 4]`` deltas ``(dx, dy, dw, dh)`` in the boxes' dtype (float32 at least), equal to
+        ``BoxCoder(weights).encode_single(reference, proposals)``.
+    """
+    _check_boxes(reference, "reference")
+    _check_boxes(proposals, "proposals")
+    if reference.shape != proposals.shape:
+        raise ValueError(f"reference and proposals must both be [N, 4] with the same N (one reference per "
+                         f"proposal), got {tuple(reference.shape)} and {tuple(proposals.shape)}")
+    wx, wy, ww, wh = _check_weights(weights)
+    gx, gy, gw, gh = _centres(_at_least_float32(reference))
+    ax, ay, aw, ah = _centres(_at_least_float32(proposals).to(gx.dtype))
+    return torch.stack([wx * (gx - ax) / aw, wy * (gy - ay) / ah,
+                        ww * torch.log(gw / aw), wh * torch.log(gh / ah)], dim=1)
+
+
+def decode_boxes(deltas: Tensor, boxes: Tensor, weights=(1.0, 1.0, 1.0, 1.0), clip: float = BBOX_XFORM_CLIP) -> Tensor:
+    """Apply regressed deltas to boxes: the inverse of ``encode_boxes``.
+
+    ``x = dx / wx * w_a + x_a``, ``w = exp(min(dw / ww, clip)) * w_a`` (and the same for y, h), then back to
+    corners. The clamp (``clip = log(1000 / 16)`` as torchvision) only limits how far one step can grow a
+    box; below it ``decode_boxes(encode_boxes(g, a, w), a, w) == g`` up to rounding.
+
+    Args:
+        deltas: ``[N, 4 * K]`` - ``(dx, dy, dw, dh)`` for each of ``K`` classes (``K = 1`` for the RPN; the box
+            head regresses one box per class).
+        boxes: ``[N, 4]`` (x1, y1, x2, y2), the anchors or proposals the deltas are relative to.
+        weights: ``(wx, wy, ww, wh)``, those the deltas were encoded with.
+        clip: largest ``dw``, ``dh`` (after dividing by the weights).
+
+    Returns:
+        ``[N, 4 * K]`` boxes (x1, y1, x2, y2) per class, in ``deltas``' dtype, equal to
+        ``BoxCoder(weights).decode_single(deltas, boxes)``.
+    """
+    validate.tensor(deltas, "deltas", 2, dtype="floating", layout="[N, 4 * K] (dx, dy, dw, dh per class)")
+    _check_boxes(boxes, "boxes")
+    if deltas.shape[0] != boxes.shape[0] or deltas.shape[1] % 4 or deltas.shape[1] == 0:
+        raise ValueError(f"deltas must be [N, 4 * K] with N = {boxes.shape[0]} (one row per box), got "
+                         f"{tuple(deltas.shape)}")
+    wx, wy, ww, wh = _check_weights(weights)
+    clip = validate.number(clip, "clip")
+    x, y, w, h = (v[:, None] for v in _centres(boxes.to(deltas.dtype)))
+    dx, dy = deltas[:, 0::4] / wx, deltas[:, 1::4] / wy
+    dw, dh = (deltas[:, 2::4] / ww).clamp(max=clip), (deltas[:, 3::4] / wh).clamp(max=clip)
+    centre_x, centre_y = dx * w + x, dy * h + y
+    half_w, half_h = 0.5 * torch.exp(dw) * w, 0.5 * torch.exp(dh) * h
+    return torch.stack([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], dim=2).flatten(1)

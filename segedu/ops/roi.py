@@ -17,6 +17,12 @@ any size. Two ways to crop:
 The detections are then cleaned up by ``box_iou``, ``nms`` and ``batched_nms``, written in
 ``segedu.ops.boxes`` and importable from here too (``segedu.ops.roi.nms``).
 
+Training the mask head needs a target for each RoI: ``mask_targets`` matches proposals to ground-truth boxes
+by IoU, keeps the positive ones (IoU >= 0.5) and RoIAligns each matched object's binary mask to the
+proposal, as torchvision's ``roi_heads.project_masks_on_boxes`` (Mask R-CNN, section 3: "the mask target is
+the intersection between an RoI and its associated ground-truth mask"; the loss is defined on positive RoIs
+only).
+
 Conventions, those of ``torchvision.ops`` (and the same signatures): features ``[N, C, H, W]``; boxes
 ``(x1, y1, x2, y2)`` in input-image coordinates, mapped to the feature map by ``spatial_scale`` (1/stride);
 RoIs are ``Tensor[K, 5]`` with the batch index first, or a list of ``N`` tensors ``[L, 4]`` (one per image);
@@ -42,7 +48,7 @@ from torch import Tensor
 from segedu import validate
 from segedu.ops.boxes import batched_nms, box_iou, nms
 
-__all__ = ["roi_pool", "roi_align", "box_iou", "nms", "batched_nms"]
+__all__ = ["roi_pool", "roi_align", "match_proposals", "mask_targets", "box_iou", "nms", "batched_nms"]
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -312,3 +318,70 @@ def roi_align(
             rows = torch.einsum("kph,chw->kcpw", wy[box], features[image])  # blend feature rows (y) ...
             out[box] = torch.einsum("kcpw,kqw->kcpq", rows, wx[box])  # ... then columns (x)
     return out.to(input.dtype)
+
+
+# --------------------------------------------------------------------------- mask targets
+
+
+def match_proposals(proposals: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Each proposal's ground-truth object and whether it is positive, as torchvision's ``Matcher`` with
+    ``fg_iou_thresh = bg_iou_thresh = 0.5`` (Mask R-CNN's rule: "an RoI is positive if it has IoU with a
+    ground-truth box of at least 0.5 and negative otherwise").
+
+    Args:
+        proposals: ``[P, 4]`` (x1, y1, x2, y2); gt_boxes: ``[G, 4]``; iou_threshold: positive at IoU >= it.
+
+    Returns:
+        ``(matched, positive)``: int64 ``[P]``, the index of the object of highest IoU with each proposal
+        (0 when there is no object), and bool ``[P]``, IoU >= ``iou_threshold`` (all False without objects).
+    """
+    iou_threshold = validate.probability(iou_threshold, "iou_threshold")
+    iou = box_iou(gt_boxes, proposals)  # [G, P]; validates both
+    if gt_boxes.shape[0] == 0:
+        none = torch.zeros(proposals.shape[0], dtype=torch.int64, device=proposals.device)
+        return none, none.bool()
+    best, matched = iou.max(dim=0)  # ties: the first object, as torchvision's Matcher
+    return matched, best >= iou_threshold
+
+
+def mask_targets(proposals: Tensor, gt_boxes: Tensor, gt_masks: Tensor, size: int = 28,
+                 iou_threshold: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Mask R-CNN's mask targets: for every **positive** proposal, its object's mask cropped to the proposal.
+
+    1. Match each proposal to the ground-truth box of highest IoU (``match_proposals``); keep the proposals
+       with IoU >= ``iou_threshold`` (the loss ignores the others: a proposal that misses its object would
+       teach the head to draw half objects).
+    2. RoIAlign the matched binary mask with the proposal's box to ``size x size`` (``roi_align`` at
+       ``spatial_scale=1``, ``sampling_ratio=-1``, ``aligned=False``, exactly as torchvision's
+       ``project_masks_on_boxes``). The values stay soft (fractions of a pixel covered near the edges);
+       torchvision trains its binary cross entropy on them (Detectron2 instead thresholds them at 0.5).
+
+    Args:
+        proposals: ``[P, 4]`` float (x1, y1, x2, y2), in the masks' pixel coordinates.
+        gt_boxes: ``[G, 4]`` the objects' boxes; gt_masks: ``[G, H, W]`` their binary masks (any dtype).
+        size: the side ``M`` of the targets (28 in Mask R-CNN).
+        iou_threshold: the positive rule.
+
+    Returns:
+        ``(targets, positive)``: float ``[K, M, M]`` in [0, 1] and int64 ``[K]``, the indices of the ``K``
+        positive proposals in increasing order (``targets[i]`` belongs to ``proposals[positive[i]]``).
+    """
+    _check_boxes_float(proposals, "proposals")
+    validate.tensor(gt_masks, "gt_masks", 3, layout="[G, H, W] binary masks")
+    size = validate.positive_int(size, "size")
+    if gt_masks.shape[0] != gt_boxes.shape[0]:
+        raise ValueError(f"gt_masks must hold one mask per box: [G, H, W] with G = {gt_boxes.shape[0]}, got "
+                         f"{tuple(gt_masks.shape)}")
+    matched, positive = match_proposals(proposals, gt_boxes, iou_threshold)
+    keep = torch.nonzero(positive).flatten()
+    if keep.numel() == 0:
+        return proposals.new_zeros(0, size, size), keep
+    rois = torch.cat([matched[keep, None].to(proposals.dtype), proposals[keep]], dim=1)  # (mask index, box)
+    masks = gt_masks[:, None].to(device=proposals.device, dtype=proposals.dtype)  # [G, 1, H, W]: G "images"
+    return roi_align(masks, rois, size, 1.0)[:, 0], keep
+
+
+def _check_boxes_float(boxes, name: str) -> None:
+    validate.tensor(boxes, name, 2, dtype="floating", layout="[P, 4] (x1, y1, x2, y2)")
+    if boxes.shape[1] != 4:
+        raise ValueError(f"{name} must be [P, 4] (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")

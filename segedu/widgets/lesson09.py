@@ -1,7 +1,11 @@
 """Lesson 09 (Mask R-CNN): boxes and instance masks, and what the score threshold and NMS keep.
 
-``draw_boxes`` and ``draw_instances`` draw targets and predictions; ``detection_explorer`` views
-``segedu.models.maskrcnn.filter_detections`` and ``segedu.metrics.mask_ap`` (He et al., ICCV 2017).
+``draw_boxes`` and ``draw_instances`` draw targets and predictions; ``draw_anchors`` the RPN's anchors of every
+FPN level (``segedu.models.maskrcnn.anchors_by_level``); ``draw_proposals`` boxes shaded by score (the RPN's
+proposals before and after NMS); ``plot_bin_positions`` where RoIPool's and RoIAlign's bins read;
+``plot_nms_tradeoff`` the NMS threshold sweep; ``draw_shared_box`` the scene with two objects in one box;
+``detection_explorer`` views ``segedu.models.maskrcnn.filter_detections`` and ``segedu.metrics.mask_ap``
+(He et al., ICCV 2017).
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from matplotlib.figure import Figure
 from segedu import viz
 from segedu.widgets.frame import FigureDemo
 
-__all__ = ["draw_boxes", "draw_instances", "draw_detection_view", "detection_explorer"]
+__all__ = ["draw_boxes", "draw_instances", "draw_anchors", "draw_proposals", "plot_bin_positions", "plot_nms_tradeoff",
+           "draw_shared_box", "draw_detection_view", "detection_explorer"]
+
+LEVEL_COLOURS = ["red", "orange", "cyan", "yellow", "magenta", "lime"]
 
 
 def draw_boxes(ax, boxes, labels=None, class_names=None, scores=None, color=None, linewidth: float = 1.5,
@@ -69,6 +76,108 @@ def draw_instances(ax, image, instances: dict, class_names=None, title: str | No
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
+
+
+def draw_anchors(ax, image, anchors: dict) -> list[str]:
+    """The anchors at the centre cell of every feature level on ``image`` ``[3, H, W]``, one colour per level,
+    on a grey canvas (large anchors stick out of the image). ``anchors``: ``{level: [h, w, A, 4]}``
+    (``segedu.models.maskrcnn.anchors_by_level``). Returns the legend's labels ("level 0: 8 px, 16x16 cells")."""
+    side = image.shape[-1]
+    ax.imshow(viz.to_numpy_image(image))
+    ax.set_facecolor("0.35")
+    labels = []
+    for (name, level), colour in zip(anchors.items(), LEVEL_COLOURS):
+        h, w = level.shape[:2]
+        centre = level[h // 2, w // 2]  # the A anchors of the centre cell
+        draw_boxes(ax, centre, color=colour, linewidth=1.2)
+        size = float(((centre[:, 2] - centre[:, 0]) * (centre[:, 3] - centre[:, 1])).sqrt().mean())
+        labels.append(f"level {name}: {size:.0f} px, {h}x{w} cells")
+        ax.plot([], [], color=colour, label=labels[-1])
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_xlim(-0.5 - side / 2, 1.5 * side)
+    ax.set_ylim(1.5 * side, -0.5 - side / 2)
+    ax.set_title("anchors of the centre cell, per FPN level", fontsize=9)
+    return labels
+
+
+def draw_proposals(ax, image, boxes, scores, title: str | None = None, cmap: str = "plasma") -> None:
+    """Boxes ``[N, 4]`` on ``image``, the best-scored drawn last and brightest (``scores [N]`` in [0, 1])."""
+    import matplotlib
+
+    colours = matplotlib.colormaps[cmap]
+    ax.imshow(viz.to_numpy_image(image), interpolation="nearest")
+    order = scores.detach().cpu().argsort().tolist()
+    for i in order:
+        draw_boxes(ax, boxes[i:i + 1], color=colours(float(scores[i])), linewidth=0.6 + float(scores[i]))
+    side = image.shape[-1]
+    ax.set_xlim(-0.5, side - 0.5)
+    ax.set_ylim(image.shape[-2] - 0.5, -0.5)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def plot_bin_positions(axes, shifts, looked: dict, errors: dict, true_first, offset: float, stride: int) -> None:
+    """Two panels for lesson 09's RoIPool / RoIAlign measurement: where the first bin reads (``looked``
+    ``{op: [S]}``, minus ``offset``) against the box shift, next to the true bin centre ``true_first [S]``;
+    and the mean position error of the bins (``errors`` ``{op: [S]}``) against the shift."""
+    import numpy as np
+
+    def array(values):
+        return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float)
+
+    shifts = array(shifts)
+    for (name, position), style in zip(looked.items(), ["-", "--", ":"]):
+        axes[0].plot(shifts, array(position) - offset, style, label=name, linewidth=2)
+        axes[1].plot(shifts, array(errors[name]), style, label=name, linewidth=2)
+    axes[0].plot(shifts, array(true_first) - offset, color="k", linewidth=0.8, label="true bin centre")
+    axes[0].set_xlabel("box shift (px)")
+    axes[0].set_ylabel(f"x read by the first bin - {offset:g} (px)")
+    axes[0].set_title("RoIPool ignores sub-cell shifts, RoIAlign follows them", fontsize=9)
+    axes[1].set_xlabel("box shift (px)")
+    axes[1].set_ylabel("mean |read - true| over bins (px)")
+    axes[1].set_title(f"position error at stride {stride}", fontsize=9)
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+
+
+def plot_nms_tradeoff(axes, thresholds, sweep: dict, lost: dict) -> None:
+    """Lesson 09's NMS sweep: mask AP, AP50 and detections per scene of the trained model against the NMS
+    threshold (``sweep`` ``{t: {"AP", "AP50", "per_scene"}}``), and the share of objects a perfect detector
+    loses on crowded scenes (``lost`` ``{t: fraction}``)."""
+    axes[0].plot(thresholds, [sweep[t]["AP"] for t in thresholds], "o-", label="mask AP")
+    axes[0].plot(thresholds, [sweep[t]["AP50"] for t in thresholds], "s-", label="mask AP50")
+    axes[0].set_xlabel("NMS IoU threshold (1 = no NMS)")
+    axes[0].set_ylabel("AP")
+    axes[0].set_title("trained model: duplicates hurt at high thresholds", fontsize=9)
+    twin = axes[0].twinx()
+    twin.plot(thresholds, [sweep[t]["per_scene"] for t in thresholds], "k:", label="detections per scene")
+    twin.set_ylabel("detections per scene")
+    lines = axes[0].get_lines() + twin.get_lines()
+    axes[0].legend(lines, [line.get_label() for line in lines], loc="center left", fontsize=8)
+    axes[1].plot(thresholds, [100 * lost[t] for t in thresholds], "o-", color="tab:red")
+    axes[1].set_xlabel("NMS IoU threshold")
+    axes[1].set_ylabel("objects deleted (%)")
+    axes[1].set_title("perfect detector on crowded scenes: neighbours suppressed", fontsize=9)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+
+
+def draw_shared_box(axes, image, target: dict, detections: dict, head_mask, class_names,
+                    found: int | None = None) -> None:
+    """Lesson 09's shared-box scene in three panels: the ground truth, the detector's detections
+    (``detections``, e.g. those with a score above 0.5; ``found``: how many of the two objects they segment)
+    and the mask head's probabilities ``head_mask [H, W]`` on the shared box."""
+    draw_instances(axes[0], image, target, class_names, "ground truth: two bars, one box")
+    title = f"Mask R-CNN: {len(detections['labels'])} detections"
+    if found is not None:
+        title += f"\n{found} of the 2 crossing bars found"
+    draw_instances(axes[1], image, detections, class_names, title)
+    shown = axes[2].imshow(head_mask, vmin=0, vmax=1, cmap="viridis")
+    axes[2].set_title("mask head on the shared box", fontsize=9)
+    axes[2].axis("off")
+    axes[2].figure.colorbar(shown, ax=axes[2], fraction=0.046, label="P(object)")
 
 
 def draw_detection_view(fig: Figure, images, raw: list, targets: list, class_names, index: int,
