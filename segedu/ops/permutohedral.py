@@ -45,7 +45,9 @@ class PermutohedralLattice:
     pixel of every (pixel, corner) entry, grouped by lattice point), ``splat_bags`` ``[M]`` (where each lattice
     point's entries start) and ``splat_weights`` ``[N (d+1)]``; the slice ``slice_weights`` ``[N, d+1]`` (read at
     ``offsets``); the blur ``blur_index`` int ``[d+1, M, 3]`` and ``blur_weights`` ``[d+1, M, 3]`` (each point,
-    its two neighbours along one axis, weights 1, 1/2, 1/2).
+    its two neighbours along one axis, weights 1, 1/2, 1/2). For pictures (lesson 07's 2-D lattice):
+    ``elevated`` float32 ``[N, d+1]`` (each pixel on the plane ``sum(x) = 0``), ``point_coordinates()`` (the
+    lattice points on that plane) and the three steps one at a time, ``splat``, ``blur_axis`` and ``slice``.
     """
 
     def __init__(self, features: torch.Tensor):
@@ -88,6 +90,7 @@ class PermutohedralLattice:
         bary.scatter_add_(1, d - rank + 1, -v)
         bary[:, 0] += 1.0 + bary[:, d + 1]
         self.barycentric = bary[:, : d + 1].contiguous()
+        self.elevated = elevated  # [n, d+1]: each pixel's position on the plane sum = 0 (for point_coordinates)
 
         # 4. The d+1 simplex corners as integer keys, packed into one integer each so that sorting can
         #    deduplicate them. Corner r is rem0 + canonical[r] permuted by rank, canonical[r] = (r, .., r,
@@ -120,6 +123,7 @@ class PermutohedralLattice:
         first[1:] = sorted_keys[1:] != sorted_keys[:-1]
         ids = first.cumsum(0) - 1
         points = sorted_keys[first]  # [M] sorted keys of the lattice points
+        self.point_keys, self.key_low, self.key_span = points, low, span  # to decode them (point_coordinates)
         self.num_points = m = points.numel()
         self.offsets = torch.empty_like(ids).scatter_(0, order, ids).view(n, d + 1)
         self.splat_pixels = order // (d + 1)
@@ -160,6 +164,38 @@ class PermutohedralLattice:
         other.splat_weights = self.splat_weights * pre.index_select(0, self.splat_pixels)
         other.slice_weights = self.slice_weights * post[:, None]
         return other
+
+    def point_coordinates(self) -> torch.Tensor:
+        """int64 ``[M, d+1]``: the lattice points in use, as points of the plane ``sum(x) = 0`` of R^{d+1} (the
+        frame of ``elevated``), decoded from their keys. Point m's coordinates are all congruent to its
+        remainder r modulo d+1: ``k_i = r + (d+1) q_i``, the last one ``-sum`` of the others."""
+        d = self.dim
+        keys = self.point_keys.long()
+        remainder, rest = keys % (d + 1), keys // (d + 1)
+        coords = []
+        for low, span in zip(self.key_low.tolist(), self.key_span.tolist()):  # the mixed-radix digits q_i - low_i
+            coords.append(remainder + (d + 1) * (rest % span + low))
+            rest = rest // span
+        coords = torch.stack(coords, 1)
+        return torch.cat([coords, -coords.sum(1, keepdim=True)], 1)
+
+    def splat(self, values: torch.Tensor) -> torch.Tensor:
+        """``[N, C] -> [M, C]``: every lattice point gathers the values of the pixels around it, each weighted
+        by its barycentric weight for that corner (the first step of ``filter``)."""
+        return F.embedding_bag(self.splat_pixels, values, self.splat_bags, mode="sum",
+                               per_sample_weights=self.splat_weights.to(values.dtype))
+
+    def blur_axis(self, lattice: torch.Tensor, axis: int) -> torch.Tensor:
+        """``[M, C] -> [M, C]``: one pass of ``blur``, along lattice axis ``axis`` (0..d): each point keeps its
+        value and adds half of each neighbour's along that axis (a missing neighbour holds zero)."""
+        axis = validate.integer(axis, "axis", 0, self.dim)
+        return F.embedding_bag(self.blur_index[axis], lattice, mode="sum",
+                               per_sample_weights=self.blur_weights[axis].to(lattice.dtype))
+
+    def slice(self, lattice: torch.Tensor) -> torch.Tensor:
+        """``[M, C] -> [N, C]``: every pixel reads its d+1 corners back with its barycentric weights (scaled by
+        pydensecrf's constant ``1 / (1 + 2^-d)``; the last step of ``filter``)."""
+        return F.embedding_bag(self.offsets, lattice, mode="sum", per_sample_weights=self.slice_weights.to(lattice.dtype))
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
         """``[N, C] -> [N, C]``: splat onto the lattice, blur along each axis, slice back."""

@@ -1,7 +1,10 @@
-"""Lesson 07 (DeepLab and the dense CRF): the CRF's weights and thetas, and its two Gaussian kernels.
+"""Lesson 07 (DeepLab and the dense CRF): the CRF's weights and thetas, its two Gaussian kernels, and the
+permutohedral lattice in 2-D.
 
 ``crf_explorer`` views ``segedu.crf.dense_crf`` and ``boundary_contrast``; ``kernel_viewer`` views
-``segedu.crf.pairwise_kernel`` (Krähenbühl & Koltun, NeurIPS 2011).
+``segedu.crf.pairwise_kernel`` (Krähenbühl & Koltun, NeurIPS 2011); ``lattice_viewer`` draws the splat, blur
+and slice of ``segedu.ops.permutohedral.PermutohedralLattice`` (Adams, Baek & Davis, Eurographics 2010) on a
+row of pixels, whose features (position, intensity) are 2-D - every number drawn comes from the lattice object.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from matplotlib.figure import Figure
 from segedu import viz
 from segedu.widgets.frame import FigureDemo
 
-__all__ = ["draw_crf", "crf_explorer", "draw_pairwise_kernel", "kernel_viewer"]
+__all__ = ["draw_crf", "crf_explorer", "draw_pairwise_kernel", "kernel_viewer", "draw_lattice", "lattice_viewer"]
 
 
 def _boundaries(ax, labels: torch.Tensor, color: str = "yellow") -> None:
@@ -131,3 +134,138 @@ def kernel_viewer(image: torch.Tensor, row: int | None = None, col: int | None =
         return draw_pairwise_kernel(fig, image, **values)
 
     return FigureDemo(draw, controls, figsize=(10, 3.4), title="The two Gaussian kernels of the dense CRF")
+
+
+# The three lattice directions of the 2-D lattice (in the plane sum(x) = 0 of R^3): a blur pass runs along one.
+_AXES = ((2, -1, -1), (-1, 2, -1), (-1, -1, 2))
+_AXIS_COLOURS = ("tab:orange", "tab:green", "tab:purple")
+
+
+def _lattice_grid(lattice, to_display, window, margin: float = 1.0) -> list:
+    """Display-frame segments of every lattice edge whose two ends lie within ``window`` (+ ``margin``):
+    the triangles the plane is tiled with (all points with coordinates congruent mod 3, summing to 0)."""
+    (x0, x1), (y0, y1) = window
+    used = lattice.point_coordinates()
+    low, high = int(used[:, :2].min()) - 12, int(used[:, :2].max()) + 12
+    q = torch.arange(low // 3, high // 3 + 1)
+    points = torch.cat([torch.stack([r + 3 * a, r + 3 * b], -1).reshape(-1, 2)
+                        for r in range(3) for a, b in [torch.meshgrid(q, q, indexing="ij")]])
+    points = torch.cat([points, -points.sum(1, keepdim=True)], 1)  # [P, 3], on the plane
+    shown = to_display(points.double())
+    inside = ((shown[:, 0] > x0 - margin) & (shown[:, 0] < x1 + margin)
+              & (shown[:, 1] > y0 - margin) & (shown[:, 1] < y1 + margin))
+    points, shown = points[inside], shown[inside]
+    index = {tuple(p): i for i, p in enumerate(points.tolist())}
+    segments = []
+    for i, p in enumerate(points.tolist()):
+        for step in _AXES:
+            j = index.get(tuple(a + b for a, b in zip(p, step)))
+            if j is not None:
+                segments.append((shown[i].tolist(), shown[j].tolist()))
+    return segments
+
+
+def draw_lattice(fig: Figure, intensities: torch.Tensor, values: torch.Tensor, theta_alpha: float,
+                 theta_beta: float) -> dict:
+    """The permutohedral lattice filtering one row of pixels: ``intensities [N]`` (grey levels 0..255) at
+    positions 0..N-1 carry ``values [N]`` (say, P(object)); the features ``(x / theta_alpha, I / theta_beta)``
+    are 2-D, so the lattice lies in a plane and can be drawn (axes in feature units: a lattice edge is 1 long).
+
+    1. *splat*: each pixel (a dot, coloured by its value) sends its value to the 3 corners of its triangle,
+       with its barycentric weights (line widths); 2. *blur*: every lattice point in use, after the [1 2 1]
+       passes along the three lattice directions (coloured lines: the neighbour pairs a pass connects; points
+       without a neighbour exchange nothing); 3. *slice*: the values read back at the pixels, normalised by
+       the same filter applied to ones (as the CRF's normalisation does), against the exact Gaussian filter.
+
+    Returns ``{"pixels": N, "points": M, "blur_pairs", "max_error"}`` (the largest difference between the
+    lattice's normalised result and the exact one).
+    """
+    import numpy as np
+    from matplotlib.collections import LineCollection
+
+    from segedu.crf import NaiveGaussianFilter
+    from segedu.ops.permutohedral import PermutohedralLattice
+
+    intensities, values = intensities.detach().double().cpu(), values.detach().double().cpu()
+    n = intensities.numel()
+    features = torch.stack([torch.arange(n, dtype=torch.float64) / theta_alpha, intensities / theta_beta], 1)
+    lattice = PermutohedralLattice(features.float())
+    # The elevation is linear: fit it on the pixels, then show lattice points in the pixels' feature frame.
+    plane = torch.linalg.lstsq(lattice.elevated.double(), features).solution  # [3, 2]
+    to_display = lambda points: points @ plane  # noqa: E731
+    corners = to_display(lattice.point_coordinates().double())  # [M, 2]
+    pair = torch.stack([values, torch.ones_like(values)], 1).float()  # the value and the normaliser (ones)
+    splat = lattice.splat(pair).double()
+    blurred = splat.float()
+    for axis in range(3):
+        blurred = lattice.blur_axis(blurred, axis)
+    blurred = blurred.double()
+    sliced = lattice.slice(blurred.float()).double()
+    result = sliced[:, 0] / sliced[:, 1]
+    exact = NaiveGaussianFilter(features).filter(torch.stack([values, torch.ones_like(values)], 1))
+    exact = exact[:, 0] / exact[:, 1]
+
+    window = ((float(min(features[:, 0].min(), corners[:, 0].min())), float(max(features[:, 0].max(), corners[:, 0].max()))),
+              (float(min(features[:, 1].min(), corners[:, 1].min())), float(max(features[:, 1].max(), corners[:, 1].max()))))
+    grid = _lattice_grid(lattice, to_display, window)
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    colours = dict(cmap="coolwarm", vmin=0, vmax=1)
+    for ax in axes[:2]:
+        ax.add_collection(LineCollection(grid, colors="0.85", linewidths=0.6, zorder=0))
+        ax.set_aspect("equal")
+        ax.set_xlim(window[0][0] - 0.6, window[0][1] + 0.6)
+        ax.set_ylim(window[1][0] - 0.6, window[1][1] + 0.6)
+        ax.set_xlabel("position / θα")
+    axes[0].set_ylabel("intensity / θβ")
+    # 1. splat: pixel -> its three corners, line width = barycentric weight
+    links = [(features[i].tolist(), corners[lattice.offsets[i, r]].tolist()) for i in range(n) for r in range(3)]
+    axes[0].add_collection(LineCollection(links, colors="0.35", linewidths=3 * lattice.barycentric.reshape(-1).numpy()))
+    axes[0].scatter(corners[:, 0], corners[:, 1], s=25 + 60 * splat[:, 1].numpy(), facecolors="none", edgecolors="k",
+                    linewidths=0.8, zorder=3)
+    axes[0].scatter(features[:, 0], features[:, 1], c=values.numpy(), s=22, edgecolors="k", linewidths=0.4, zorder=4,
+                    **colours)
+    axes[0].set_title(f"1. splat: {n} pixels onto {lattice.num_points} lattice points", fontsize=9)
+    # 2. blur: the neighbour pairs each pass connects, and the blurred (normalised) values at the points
+    pairs = 0
+    for axis in range(3):
+        index, weights = lattice.blur_index[axis], lattice.blur_weights[axis]
+        found = [(corners[i].tolist(), corners[j].tolist()) for i, j, w in
+                 zip(index[:, 0].tolist(), index[:, 2].tolist(), weights[:, 2].tolist()) if w > 0]
+        pairs += len(found)
+        axes[1].add_collection(LineCollection(found, colors=_AXIS_COLOURS[axis], linewidths=1.6, zorder=1))
+    mean = (blurred[:, 0] / blurred[:, 1]).numpy()
+    axes[1].scatter(corners[:, 0], corners[:, 1], c=mean, s=45, edgecolors="k", linewidths=0.5, zorder=3, **colours)
+    axes[1].set_title(f"2. blur [1 2 1] along the 3 lattice axes ({pairs} pairs)", fontsize=9)
+    # 3. slice: back at the pixels, against the exact filter
+    x = np.arange(n)
+    axes[2].plot(x, values.numpy(), "o", color="0.5", ms=4, label="value before")
+    axes[2].plot(x, result.numpy(), "-", color="C0", lw=2, label="lattice (splat, blur, slice)")
+    axes[2].plot(x, exact.numpy(), "--", color="k", lw=1, label="exact Gaussian filter")
+    twin = axes[2].twinx()
+    twin.step(x, intensities.numpy(), where="mid", color="C2", alpha=0.5, lw=1)
+    twin.set_ylabel("intensity", color="C2", fontsize=8)
+    twin.set_ylim(0, 255)
+    axes[2].set(xlabel="pixel", ylim=(-0.05, 1.05))
+    axes[2].legend(fontsize=7, loc="upper left")
+    max_error = float((result - exact).abs().max())
+    axes[2].set_title(f"3. slice: read back (largest gap to exact {max_error:.3f})", fontsize=9)
+    fig.tight_layout()
+    return {"pixels": n, "points": lattice.num_points, "blur_pairs": pairs, "max_error": max_error}
+
+
+def lattice_viewer(intensities: torch.Tensor, values: torch.Tensor, theta_alpha: float = 3.0,
+                   theta_beta: float = 40.0) -> FigureDemo:
+    """Lesson 07: the permutohedral lattice's splat, blur and slice on a row of pixels (``draw_lattice``), with
+    sliders for the two thetas: a smaller θβ pulls dark and bright pixels apart on the lattice."""
+    import math
+
+    controls = {
+        "theta_alpha": W.FloatLogSlider(value=theta_alpha, base=10, min=0, max=math.log10(intensities.numel()),
+                                        step=0.05, description="θα (px)"),
+        "theta_beta": W.FloatLogSlider(value=theta_beta, base=10, min=1, max=2.5, step=0.05, description="θβ (grey)"),
+    }
+
+    def draw(fig, **values_):
+        return draw_lattice(fig, intensities, values, **values_)
+
+    return FigureDemo(draw, controls, figsize=(13, 4.2), title="The permutohedral lattice in 2-D: splat, blur, slice")
