@@ -333,3 +333,11 @@ def test_errors_name_the_argument():
         viz.architecture(UNet(2, base=4, depth=2, padding="valid"), (3, 33, 33))
     with pytest.raises(TypeError, match="diagram must be"):
         viz.draw_diagram(model)
+
+
+def test_an_aspp_branch_at_rate_1_is_not_confused_with_the_head():
+    from segedu.models.deeplab import DeepLabV3
+
+    model = DeepLabV3(2, "small", width=16, aspp_channels=32, rates=(1, 2, 3))
+    names = [block.name for block in viz.trace_blocks(model, (3, 64, 64))]
+    assert "3×3 rate 1" in names and "3×3 conv" in names and len(names) == len(set(names))

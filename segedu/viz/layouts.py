@@ -158,7 +158,8 @@ def _branch_name(branch: nn.Module) -> str:
         return "image pooling"
     conv = next(m for m in branch.modules() if isinstance(m, nn.Conv2d))
     k, rate = conv.kernel_size[0], conv.dilation[0]
-    return f"{k}×{k} conv" if rate == 1 else f"{k}×{k} rate {rate}"
+    # A 3x3 branch keeps its rate in the name even at rate 1: the head after ASPP is "3×3 conv" too.
+    return f"{k}×{k} conv" if k == 1 else f"{k}×{k} rate {rate}"
 
 
 def _aspp(b: DiagramBuilder, aspp: ASPP, path: str, source: str, x: float, centre: float) -> str:
