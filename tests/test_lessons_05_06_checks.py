@@ -166,3 +166,134 @@ def test_valid_output_size_accepts_the_reference(capsys):
 def test_valid_output_size_rejects_wrong_answers(wrong, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_valid_output_size(wrong)
+
+
+# --------------------------------------------------------------------------- fcn8s_forward (the larger exercise of 05)
+
+
+def _wiring(pad=True, head=True, pool4=True, pool3=True, learned=True, final="learned", swap=False, crop="corner",
+            result="logits"):
+    """FCN-8s's forward over an encoder's taps, or one of the ways to get it wrong (the flags)."""
+    from segedu.models.backbones import pad_to_multiple
+
+    def up(x, layer, factor):
+        return layer(x) if learned else F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+
+    def fn(x, encoder, layers):
+        height, width = x.shape[-2:]
+        taps = encoder(pad_to_multiple(x, 32) if pad else x)
+        pool5 = layers["head"](taps["pool5"]) if head else taps["pool5"]
+        first, second = (layers["up_pool4"], layers["up_pool5"]) if swap else (layers["up_pool5"], layers["up_pool4"])
+        score = layers["score_pool5"](pool5)
+        score = up(score, first, 2) + (layers["score_pool4"](taps["pool4"]) if pool4 else 0)
+        score = up(score, second, 2) + (layers["score_pool3"](taps["pool3"]) if pool3 else 0)
+        if final == "learned":
+            score = layers["upsample"](score)
+        else:
+            score = F.interpolate(score, scale_factor=8, mode="bilinear", align_corners=False)
+        if crop == "corner":
+            score = score[..., :height, :width]
+        elif crop == "centre":
+            top, left = (score.shape[-2] - height) // 2, (score.shape[-1] - width) // 2
+            score = score[..., top : top + height, left : left + width]
+        return score.argmax(1) if result == "labels" else score
+
+    return fn
+
+
+def test_fcn_forward_accepts_the_reference(capsys):
+    checks.check_fcn_forward(_wiring())
+    assert capsys.readouterr().out.strip().endswith("PASSED")
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda x, encoder, layers: None, "None"),
+        (_wiring(crop=None), "shape"),  # the padded size comes back
+        (_wiring(result="labels"), "shape"),  # labels instead of logits
+        (_wiring(pad=False), "multiple of 32"),
+        (_wiring(head=False), "head"),
+        (_wiring(learned=False, final="bilinear"), "F.interpolate"),
+        (_wiring(final="bilinear"), "final 8x upsampling"),
+        (_wiring(swap=True), "swapped"),
+        (_wiring(pool3=False), "pool3"),
+        (_wiring(pool4=False), "pool4"),
+        (_wiring(crop="centre"), "top-left"),
+    ],
+)
+def test_fcn_forward_rejects_wrong_answers(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_fcn_forward(wrong)
+
+
+def test_fcn_forward_lets_an_unattempted_exercise_through():
+    def unattempted(x, encoder, layers):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        checks.check_fcn_forward(unattempted)
+
+
+# --------------------------------------------------------------------------- tiled_predict (the larger exercise of 06)
+
+
+def _tiling(pad="mirror", step="tile", crop_tile=True, crop_image=True, margin_factor=1):
+    """Overlap-tile inference, or one of the ways to get it wrong (the flags)."""
+    from segedu.models.unet import mirror_pad
+
+    def fn(unet, image, tile):
+        height, width = image.shape[-2:]
+        need = unet.input_size_for(tile)
+        margin = margin_factor * (need - unet.output_size(need)) // 2
+        rows, cols = -(-height // tile), -(-width // tile)
+        stride = tile if step == "tile" else need
+        bottom = (rows - 1) * stride + need - height - margin
+        right = (cols - 1) * stride + need - width - margin
+        if pad == "mirror":
+            padded = mirror_pad(image, margin, bottom, margin, right)
+        else:
+            padded = F.pad(image, (margin, right, margin, bottom), mode=pad)
+        out = []
+        for i in range(rows):
+            row = []
+            for j in range(cols):
+                pred = unet(padded[..., i * stride : i * stride + need, j * stride : j * stride + need])
+                row.append(pred[..., :tile, :tile] if crop_tile else pred)
+            out.append(torch.cat(row, dim=-1))
+        out = torch.cat(out, dim=-2)
+        return out[..., :height, :width] if crop_image else out
+
+    return fn
+
+
+def test_tiled_predict_accepts_the_reference(capsys):
+    from segedu.models.unet import tiled_predict
+
+    checks.check_tiled_predict(tiled_predict)
+    checks.check_tiled_predict(_tiling())
+    assert capsys.readouterr().out.strip().endswith("PASSED")
+
+
+def _whole_image(unet, image, tile):
+    from segedu.models.unet import MirrorContext
+
+    return MirrorContext(unet)(image)
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda unet, image, tile: None, "None"),
+        (_tiling(crop_image=False), "shape"),
+        (_tiling(pad="constant"), "zero-padded"),
+        (_tiling(pad="replicate"), "replicate"),
+        (_whole_image, "tile by tile"),
+        (_tiling(step="input"), "Pad by margin"),  # tiles placed one input tile apart: no overlap
+        (_tiling(margin_factor=2), "Pad by margin"),  # the whole context difference on the top/left
+        (_tiling(crop_tile=False), "Pad by margin|shape"),  # each tile's extra output rows kept
+    ],
+)
+def test_tiled_predict_rejects_wrong_answers(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_tiled_predict(wrong)

@@ -540,8 +540,9 @@ def test_focal_weights_hard_pixels_more_than_easy_ones():
 
 def test_table_lists_every_loss_once_with_family_and_formula():
     functions = {n for n in L.__all__ if n.endswith(("_loss", "_entropy"))}
-    # cross_entropy is the categorical form of the binary_cross_entropy row, not a row of its own
-    assert functions == set(L.LOSSES) | {"cross_entropy"}
+    # cross_entropy is the categorical form of the binary_cross_entropy row, not a row of its own; the
+    # discriminative loss (lesson 12) scores embeddings against instance ids, not logits against labels
+    assert functions == set(L.LOSSES) | {"cross_entropy", "discriminative_loss"}
     assert "Reference" in L.cross_entropy.__doc__ and "Formula" in L.cross_entropy.__doc__
     assert {info.family for info in L.LOSSES.values()} == {
         "distribution", "region", "boundary", "compounded"}

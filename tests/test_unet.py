@@ -1,4 +1,5 @@
-"""U-Net: same/valid sizes (572 -> 388), overlap-tile arithmetic, centre crop, mirroring, gradients, overfitting."""
+"""U-Net: same/valid sizes (572 -> 388), overlap-tile arithmetic and tiled inference, centre crop, mirroring,
+gradients, overfitting."""
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from segedu.models.unet import (
     UNet,
     center_crop,
     mirror_pad,
+    tiled_predict,
     unet_input_size,
     unet_output_size,
 )
@@ -120,6 +122,65 @@ def test_mirror_context_predicts_at_the_input_size_and_stays_aligned():
     assert abs((rows.min() + rows.max()) / 2 - 20) <= 2 and abs((cols.min() + cols.max()) / 2 - 17) <= 2
     with pytest.raises(TypeError, match="UNet"):
         MirrorContext(torch.nn.Identity())
+
+
+def _random_valid_unet(depth):
+    torch.manual_seed(depth)
+    unet = UNet(2, base=3, depth=depth, padding="valid")
+    with torch.no_grad():  # away from BatchNorm's default statistics, so that shifts show in the logits
+        for module in unet.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    return unet.eval()
+
+
+@pytest.mark.parametrize("depth, tile, size", [(1, 8, (20, 21)), (2, 16, (37, 50)), (2, 12, (30, 30)),
+                                               (3, 16, (40, 33)), (2, 64, (20, 30))])
+def test_tiles_that_are_multiples_of_2_to_the_depth_equal_one_pass_over_the_padded_image(depth, tile, size):
+    unet, x = _random_valid_unet(depth), torch.randn(1, 3, *size)
+    need = unet.input_size_for(tile)
+    margin = (need - unet.output_size(need)) // 2
+    rows, cols = -(-size[0] // tile), -(-size[1] // tile)
+    with torch.no_grad():
+        tiled = tiled_predict(unet, x, tile)
+        whole = unet(mirror_pad(x, margin, (rows - 1) * tile + need - size[0] - margin,
+                                margin, (cols - 1) * tile + need - size[1] - margin))
+    assert tiled.shape == (1, 2, *size)
+    torch.testing.assert_close(tiled, whole[..., : size[0], : size[1]], atol=1e-5, rtol=1e-5)  # float32 sums
+
+
+def test_each_tile_is_the_unet_on_its_own_mirrored_window():
+    # A tile that is not a multiple of 2**depth: the pooling grid of the second tile is shifted against the
+    # first's, so the stitched map is not one whole-image pass - but every tile is exactly its own window's.
+    unet, x = _random_valid_unet(2), torch.randn(2, 3, 23, 19)
+    tile, need = 10, unet.input_size_for(10)
+    margin = (need - unet.output_size(need)) // 2
+    with torch.no_grad():
+        tiled = tiled_predict(unet, x, tile)
+        padded = mirror_pad(x, margin, 2 * tile + need - 23 - margin, margin, tile + need - 19 - margin)
+        for i in range(3):
+            for j in range(2):
+                window = padded[..., i * tile : i * tile + need, j * tile : j * tile + need]
+                want = unet(window)[..., :tile, :tile][..., : 23 - i * tile, : 19 - j * tile]
+                got = tiled[..., i * tile : (i + 1) * tile, j * tile : (j + 1) * tile]
+                torch.testing.assert_close(got, want)
+        whole = unet(padded[..., : need + 12, : need + 8])  # one pass from the same corner (valid sizes)
+    torch.testing.assert_close(whole[..., :tile, :tile], tiled[..., :tile, :tile])  # the first tile agrees
+    assert (whole[..., tile : 2 * tile, :tile] - tiled[..., tile : 2 * tile, :tile]).abs().max() > 1e-4
+
+
+def test_tiled_predict_bad_arguments():
+    valid, x = _random_valid_unet(1), torch.randn(1, 3, 16, 16)
+    with pytest.raises(TypeError, match="unet"):
+        tiled_predict(MirrorContext(valid), x, 8)
+    with pytest.raises(ValueError, match="valid"):
+        tiled_predict(UNet(2, base=2, depth=1), x, 8)
+    with pytest.raises(ValueError, match="image"):
+        tiled_predict(valid, torch.randn(1, 1, 16, 16), 8)
+    for bad, error in ((0, ValueError), (-1, ValueError), (True, TypeError), (2.5, TypeError)):
+        with pytest.raises(error, match="tile"):
+            tiled_predict(valid, x, bad)
 
 
 def test_parameters_gradients_and_the_no_skip_ablation():

@@ -2,7 +2,8 @@
 
 ``check_fc_to_conv``: a fully connected layer turned into the equivalent convolution, compared with
 ``segedu.models.vgg_table.convolutionalize``; ``check_fuse_scores``: FCN-8s's coarse-to-fine fusion of the score
-maps, compared with ``segedu.models.fcn.fuse``.
+maps, compared with ``segedu.models.fcn.fuse``; ``check_fcn_forward``: FCN-8s's skip fusion wired into a given
+encoder (pad, score, upsample, add, crop), compared with ``segedu.models.fcn.FCN``.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from segedu.checks.common import agrees, compare, expect_tensor, passed, returned
 
-__all__ = ["check_fc_to_conv", "check_fuse_scores"]
+__all__ = ["check_fc_to_conv", "check_fuse_scores", "check_fcn_forward"]
 
 
 def check_fc_to_conv(fn: Callable) -> None:
@@ -66,8 +68,6 @@ def check_fuse_scores(fn: Callable) -> None:
     (bilinear, ``align_corners=False``) and add, twice. ``[B, K, h, w]``, ``[B, K, 2h, 2w]``,
     ``[B, K, 4h, 4w]`` -> ``[B, K, 4h, 4w]``. Compared with ``segedu.models.fcn.fuse`` using untrained
     (exactly bilinear) ``Upsample`` layers."""
-    import torch.nn.functional as F
-
     from segedu.models.fcn import Upsample, fuse
 
     name = "fuse_scores"
@@ -101,5 +101,115 @@ def check_fuse_scores(fn: Callable) -> None:
         compare(got, want, f"{name}, {case}", atol=1e-5, rtol=1e-4,
                 hint="Fuse from coarse to fine: up2(up2(score32) + score16) + score8, with "
                 "F.interpolate(..., scale_factor=2, mode='bilinear', align_corners=False).")
+        cases += 1
+    passed(name, cases)
+
+
+# The layers of FCN-8s that come after the encoder, by their names in ``segedu.models.fcn.FCN``.
+_LAYERS = ("head", "score_pool5", "score_pool4", "score_pool3", "up_pool5", "up_pool4", "upsample")
+
+
+def _fcn_case(gen: torch.Generator, classes: int, width: int, convs):
+    """An FCN-8s over a small VGG-style encoder with every layer random (in eval mode): the skip score layers,
+    which FCN starts at zero, and the upsampling layers, which start as bilinear, are perturbed so that leaving
+    one out, or using another in its place, changes the logits."""
+    from torch import nn
+
+    from segedu.models.backbones import VGGBackbone
+    from segedu.models.fcn import FCN
+
+    fcn = FCN(classes, "8s", VGGBackbone(width=width, convs=convs, batch_norm=True), head_channels=4 * width,
+              head_kernel=3, dropout=0.0)
+    with torch.no_grad():
+        for module in fcn.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                scale = 0.3 if isinstance(module, nn.ConvTranspose2d) else 1.0
+                noise = torch.randn(module.weight.shape, generator=gen) * scale / module.weight[0].numel() ** 0.5
+                if isinstance(module, nn.ConvTranspose2d):
+                    module.weight.add_(noise)  # still roughly bilinear: a learned upsampling after training
+                else:
+                    module.weight.copy_(noise * 3 ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+            elif isinstance(module, nn.BatchNorm2d):
+                module.running_mean.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
+                module.running_var.copy_(0.5 + torch.rand(module.num_features, generator=gen))
+    fcn.eval()
+    layers = nn.ModuleDict({name: getattr(fcn, name) for name in _LAYERS})
+    return fcn, layers
+
+
+def _fcn_mistakes(x, encoder, layers):
+    """The logits of common wrong wirings, to name the one a student made."""
+    from segedu.models.backbones import pad_to_multiple
+
+    height, width = x.shape[-2:]
+    taps = encoder(pad_to_multiple(x, 32))
+    s5 = layers["score_pool5"](layers["head"](taps["pool5"]))
+    s4, s3 = layers["score_pool4"](taps["pool4"]), layers["score_pool3"](taps["pool3"])
+    up = layers["up_pool5"], layers["up_pool4"]
+
+    def bilinear(s, factor):
+        return F.interpolate(s, scale_factor=factor, mode="bilinear", align_corners=False)
+
+    def crop(s):
+        return s[..., :height, :width]
+
+    full = layers["upsample"](up[1](up[0](s5) + s4) + s3)
+    top, left = (full.shape[-2] - height) // 2, (full.shape[-1] - width) // 2
+    return {
+        "you upsampled with F.interpolate: use the learned layers layers['up_pool5'], layers['up_pool4'] and "
+        "layers['upsample'] (trained, they are no longer bilinear)":
+            crop(bilinear(bilinear(bilinear(s5, 2) + s4, 2) + s3, 8)),
+        "the final 8x upsampling is F.interpolate: use layers['upsample']":
+            crop(bilinear(up[1](up[0](s5) + s4) + s3, 8)),
+        "up_pool5 and up_pool4 are swapped: up_pool5 doubles the stride-32 scores, up_pool4 the fused stride-16 "
+        "ones": crop(layers["upsample"](up[0](up[1](s5) + s4) + s3)),
+        "pool3's scores are missing (that is FCN-16s with an 8x step)": crop(layers["upsample"](up[1](up[0](s5) + s4))),
+        "pool4's scores are missing: add layers['score_pool4'](pool4) to the upsampled stride-32 scores":
+            crop(layers["upsample"](up[1](up[0](s5)) + s3)),
+        "you kept the centre of the padded logits: the padding sits at the bottom and right, so keep the top-left "
+        "H x W corner": full[..., top : top + height, left : left + width],
+    }
+
+
+def check_fcn_forward(fn: Callable) -> None:
+    """Lesson 05: ``fn(x, encoder, layers)`` is FCN-8s's forward wired into a given encoder: pad ``x [B, C, H, W]``
+    to a multiple of 32, take the encoder's ``pool3`` / ``pool4`` / ``pool5`` maps, score pool5 through
+    ``layers["head"]`` and ``layers["score_pool5"]``, upsample 2x (``layers["up_pool5"]``) and add
+    ``layers["score_pool4"](pool4)``, upsample 2x (``layers["up_pool4"]``) and add ``layers["score_pool3"](pool3)``,
+    upsample 8x (``layers["upsample"]``) and keep the top-left ``H x W``: logits ``[B, K, H, W]``.
+    Compared with ``segedu.models.fcn.FCN`` (the same layers) on encoders of two widths and depths and inputs
+    of several sizes."""
+    name = "fcn8s_forward"
+    gen = torch.Generator().manual_seed(55)
+    cases = 0
+    # (classes, encoder width, convs per stage, input batch and size): a multiple of 32, then sizes that
+    # need padding (odd, non-square).
+    for classes, width, convs, shape in ((3, 4, (1, 1, 2, 2, 2), (1, 3, 64, 64)),
+                                         (2, 4, (2, 2, 3, 3, 3), (2, 3, 45, 70)),
+                                         (5, 6, (1, 1, 1, 1, 1), (1, 3, 33, 97))):
+        fcn, layers = _fcn_case(gen, classes, width, convs)
+        x = torch.randn(shape, generator=gen)
+        with torch.no_grad():
+            want = fcn(x)
+            try:
+                got = fn(x.clone(), fcn.backbone, layers)
+            except NotImplementedError:
+                raise
+            except RuntimeError as error:  # a size or channel mismatch inside the student's wiring
+                raise AssertionError(
+                    f"{name}, input {tuple(shape)}: your function raised RuntimeError: {error}. Two usual causes: "
+                    "x was not padded to a multiple of 32 (pad_to_multiple(x, 32)), so the maps to add differ "
+                    "in size; or pool5 went to layers['score_pool5'] without layers['head'] (fc6/fc7) first."
+                ) from None
+            case = f"{name}, {classes} classes, input {tuple(shape)}"
+            got = expect_tensor(got, name, tuple(want.shape), "logits [B, K, H, W] at the input's size")
+            for hint, wrong in _fcn_mistakes(x, fcn.backbone, layers).items():
+                if wrong.shape == want.shape and agrees(got, wrong, atol=1e-5) and not agrees(wrong, want, atol=1e-5):
+                    raise AssertionError(f"{case}: {hint}.")
+            compare(got, want, case, atol=1e-4, rtol=1e-4,
+                    hint="Score pool5 (head, then score_pool5), then twice: upsample 2x with the up layer of that "
+                    "level and add the next skip's scores; finally layers['upsample'] and the top-left H x W.")
         cases += 1
     passed(name, cases)

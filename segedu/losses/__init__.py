@@ -14,6 +14,10 @@ segmentation" (CIBCB 2020), in its four families, one module each:
 * compounded (a distribution term plus a region term; ``compound``):
   ``combo_loss``, ``exp_log_loss``.
 
+Lesson 12 adds ``discriminative`` (``discriminative_loss``, ``discriminative_terms``): not a loss of
+logits against labels but of pixel embeddings against instance ids (De Brabandere et al., 2017), so it
+has its own signature (see that module) and is not a row of ``LOSSES``.
+
 ``LOSSES`` (``table``) maps each name to ``LossInfo(function, family, formula)``;
 ``modules`` holds the ``nn.Module`` forms (``DiceLoss``, ...); ``common`` the
 input checks and the pieces every loss shares (``prepare``, ``soft_counts``, ...).
@@ -71,9 +75,10 @@ that does not fit, a label out of range, ``alpha=1.5``) raises ``ValueError``.
 """
 
 # Every public name of the family modules, the wrappers and the table, re-exported: segedu.losses.dice_loss.
-from segedu.losses import boundary, common, compound, distribution, modules, region, table
+from segedu.losses import boundary, common, compound, discriminative, distribution, modules, region, table
 from segedu.losses.boundary import *  # noqa: F403
 from segedu.losses.compound import *  # noqa: F403
+from segedu.losses.discriminative import *  # noqa: F403
 from segedu.losses.distribution import *  # noqa: F403
 from segedu.losses.modules import *  # noqa: F403
 from segedu.losses.region import *  # noqa: F403
@@ -89,4 +94,5 @@ __all__ = [
     *boundary.__all__,
     *compound.__all__,
     *modules.__all__,
+    *discriminative.__all__,
 ]

@@ -19,22 +19,26 @@ it is reduced with ``argmax`` over C. Everything stays on the inputs' device and
 pooling, convolution): no Python loop runs over pixels.
 
 Later lessons add the swap rate of look-alike classes (``confusion_rate``, lesson 08) and COCO mask AP
-(``mask_ap``, lesson 09). One module per kind of output: ``semantic`` (label maps) and ``instance`` (instance
-masks with scores). The effective receptive field measures a model, not a segmentation: it lives in
-``segedu.ops.dilation``.
+(``mask_ap``, lesson 09), lesson 12 panoptic quality (``panoptic_quality``, PQ = SQ x RQ). One module per kind of
+output: ``semantic`` (label maps), ``instance`` (instance masks with scores) and ``panoptic`` (panoptic maps).
+The effective receptive field measures a model, not a segmentation: it lives in ``segedu.ops.dilation``.
 """
 
 from segedu.metrics.instance import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, mask_ap, mask_iou
-from segedu.metrics.semantic import ConfusionMatrix, boundary_f1, confusion_rate, default_tolerance, mean_iou
+from segedu.metrics.panoptic import panoptic_quality
+from segedu.metrics.semantic import (ConfusionMatrix, boundary_f1, boundary_match, confusion_rate,
+                                      default_tolerance, mean_iou)
 
 __all__ = [
     "ConfusionMatrix",
     "mean_iou",
     "boundary_f1",
+    "boundary_match",
     "default_tolerance",
     "confusion_rate",
     "COCO_IOU_THRESHOLDS",
     "COCO_RECALL_THRESHOLDS",
     "mask_iou",
     "mask_ap",
+    "panoptic_quality",
 ]

@@ -18,21 +18,22 @@ pixels whose whole context lies inside the input are predicted, and the skip fea
 **centre-cropped** to the smaller decoder map. A 572 x 572 input gives a 388 x 388 output (depth 4).
 Large images are predicted tile by tile, each tile's missing context at the image border mirrored from
 the image ("overlap-tile"): ``input_size_for`` gives the input a wanted output needs, ``MirrorContext``
-does the mirroring for a whole image. ``padding="same"`` pads every convolution instead: output size =
-input size for any input (padded to a multiple of ``2**depth`` first, cropped back after).
+does the mirroring for a whole image and ``tiled_predict`` the tiling for an image larger than a tile.
+``padding="same"`` pads every convolution instead: output size = input size for any input (padded to a multiple
+of ``2**depth`` first, cropped back after).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from segedu import validate
 from segedu.models.backbones import pad_to_multiple
 from segedu.models.common import check_images, check_num_classes
 
-__all__ = ["center_crop", "unet_output_size", "unet_input_size", "mirror_pad", "DoubleConv", "UNet", "MirrorContext"]
+__all__ = ["center_crop", "unet_output_size", "unet_input_size", "mirror_pad", "DoubleConv", "UNet", "MirrorContext",
+           "tiled_predict"]
 
 PADDINGS = ("same", "valid")
 UPS = ("transpose", "bilinear")
@@ -283,3 +284,41 @@ class MirrorContext(nn.Module):
         # Output pixel j sits over padded-input pixel j + margin, i.e. image pixel j + margin - top.
         margin_h, margin_w = (need_h - out.shape[-2]) // 2, (need_w - out.shape[-1]) // 2
         return out[..., top - margin_h : top - margin_h + height, left - margin_w : left - margin_w + width]
+
+
+def tiled_predict(unet: UNet, image: torch.Tensor, tile: int) -> torch.Tensor:
+    """Overlap-tile prediction of a valid U-Net on an image larger than its tile (Ronneberger et al. 2015, Fig. 2).
+
+    ``image [B, C, H, W]`` -> logits ``[B, K, H, W]``, predicted ``tile x tile`` output pixels at a time:
+
+    1. every output tile needs an input tile ``unet.input_size_for(tile)`` wide, the output plus a context
+       ``margin = (input - output) / 2`` on every side (92 pixels for the paper's depth 4);
+    2. the image is mirror-padded (``mirror_pad``) by ``margin`` at the top and left and at the bottom and right
+       as far as the last row / column of tiles reaches;
+    3. tile ``(i, j)`` reads the padded window starting at ``(i * tile, j * tile)`` - neighbouring input tiles
+       overlap by ``2 * margin`` - and its first ``tile x tile`` outputs cover image pixels ``i * tile ..``
+       (output pixel p sits over input pixel ``p + margin``);
+    4. the tiles are stitched and the result is cropped to ``H x W``.
+
+    When ``tile`` is a multiple of ``2**depth`` the result equals one pass over the whole padded image (a valid
+    U-Net commutes with shifts by multiples of ``2**depth``, where every pooling window lines up again); other
+    tiles give slightly different logits near the seams. Runs under the caller's grad mode.
+    """
+    if not isinstance(unet, UNet):
+        raise TypeError(f"unet must be a UNet, got {type(unet).__name__}")
+    if unet.padding != "valid":
+        raise ValueError(f"unet must be a valid U-Net (padding='valid'), got padding={unet.padding!r}")
+    check_images(image, unet.in_channels, "image")
+    tile = validate.positive_int(tile, "tile")
+    height, width = image.shape[-2:]
+    need = unet.input_size_for(tile)
+    margin = (need - unet.output_size(need)) // 2
+    rows, cols = -(-height // tile), -(-width // tile)
+    padded = mirror_pad(image, margin, (rows - 1) * tile + need - height - margin,
+                        margin, (cols - 1) * tile + need - width - margin)
+    out_rows = []
+    for i in range(rows):
+        row = [unet(padded[..., i * tile : i * tile + need, j * tile : j * tile + need])[..., :tile, :tile]
+               for j in range(cols)]
+        out_rows.append(torch.cat(row, dim=-1))
+    return torch.cat(out_rows, dim=-2)[..., :height, :width]
