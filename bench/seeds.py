@@ -12,6 +12,7 @@ A function shared by several comparisons (one training run scores several models
     python bench/seeds.py                         # every comparison, 5 seeds, quick profile
     python bench/seeds.py --seeds 0 1 2 3 4 5 6   # more seeds
     python bench/seeds.py --only lesson10          # one lesson's comparisons (merged into the file)
+    python bench/seeds.py --rescore                # verdicts again, with the margins registered now (no training)
 
 Writes ``bench/results/seeds.json`` (rows merged by comparison, so a subset run keeps the others).
 """
@@ -84,12 +85,38 @@ def run(seeds: list[int], profile, only: list[str] | None = None) -> list[dict]:
     return rows
 
 
+def rescore(path: Path) -> list[str]:
+    """Recompute the verdict of every recorded row whose registered margin changed, from its recorded per-seed
+    differences (they do not depend on the margin, so nothing is trained again). A row whose ``better`` or
+    ``worse`` metric changed cannot be rescored: that is another claim, measure it again. Returns the rows
+    rescored."""
+    record = json.loads(path.read_text())
+    found, changed = registered(), []
+    for row in record["results"]:
+        if row["comparison"] not in found:
+            continue
+        comparison = found[row["comparison"]][1]
+        if (row["better"], row["worse"]) != (comparison.better, comparison.worse):
+            raise SystemExit(f"{row['comparison']}: recorded {row['better']} - {row['worse']}, registered "
+                             f"{comparison.better} - {comparison.worse}; run bench/seeds.py --only {row['lesson']}")
+        if row["margin"] != comparison.margin:
+            row.update(margin=comparison.margin, **verdict(row["differences"], comparison.margin))
+            changed.append(row["comparison"])
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(MIN_SEEDS)))
     parser.add_argument("--profile", default=os.environ.get("SEGEDU_PROFILE", "quick"))
     parser.add_argument("--only", nargs="*", help="lesson modules of segedu.experiments, e.g. lesson10")
+    parser.add_argument("--rescore", action="store_true",
+                        help="recompute the recorded verdicts with the margins registered now (no training)")
     args = parser.parse_args(argv)
+    if args.rescore:
+        print("rescored:", rescore(common.RESULTS / "seeds.json") or "nothing (every margin is as recorded)")
+        return 0
     if len(set(args.seeds)) < MIN_SEEDS:
         parser.error(f"--seeds: at least {MIN_SEEDS} different seeds (issue 19), got {args.seeds}")
     from segedu import runtime

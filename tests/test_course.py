@@ -29,7 +29,7 @@ def test_lesson_index_follows_course_order(tmp_path):
         (tmp_path / name).write_text("{}")
     assert [lesson.number for lesson in course.lesson_index(tmp_path)] == [0, 2]
     numbers = [lesson.number for lesson in course.LESSONS]
-    assert numbers == sorted(numbers) == list(range(12))
+    assert numbers == sorted(numbers) == list(range(13))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -141,3 +141,15 @@ def test_the_experiment_runs_end_to_end_on_a_tiny_budget():
         for key in ("AP", "AP50", "PQ", "SQ", "RQ", "separated"):
             assert 0.0 <= scores[f"{key}_{model}"] <= 1.0, (key, model, scores)
     assert set(lesson12.COMPARISONS) == {"shared_box"}
+
+
+def test_the_semantic_decoder_stops_at_its_stride():
+    for stride, levels in ((1, 3), (2, 2), (4, 1)):
+        model = EmbeddingUNet(6, embedding_dim=3, base=4, depth=3, semantic_stride=stride)
+        assert len(model.semantic_decoder) == levels
+        out = model(torch.rand(2, 3, 20, 28))  # padded to 24 x 32 inside, cropped back
+        assert out["semantic"].shape == (2, 6, 20, 28) and out["embedding"].shape == (2, 3, 20, 28)
+    with pytest.raises(ValueError, match="semantic_stride must be one of"):
+        EmbeddingUNet(6, depth=3, semantic_stride=8)
+    with pytest.raises(TypeError, match="semantic_stride"):
+        EmbeddingUNet(6, semantic_stride=2.0)

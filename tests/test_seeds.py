@@ -30,6 +30,24 @@ def _seeds_module():
     return module
 
 
+def test_rescore_follows_a_changed_margin(tmp_path, monkeypatch):
+    seeds = _seeds_module()
+    key, (lesson, claim) = next(iter(seeds.registered().items()))
+    differences = [0.30, 0.25, 0.35, 0.28, 0.32]
+    row = {"comparison": key, "lesson": lesson, "better": claim.better, "worse": claim.worse, "margin": -5.0,
+           "seeds": list(range(5)), "differences": differences, **seeds.verdict(differences, -5.0)}
+    other = {**row, "comparison": "lesson99/gone"}  # no longer registered: left as it is
+    path = tmp_path / "seeds.json"
+    path.write_text(json.dumps({"results": [row, other]}))
+    assert seeds.rescore(path) == [key]
+    rescored, kept = json.loads(path.read_text())["results"]
+    assert rescored == {**row, "margin": claim.margin, **seeds.verdict(differences, claim.margin)} and kept == other
+    assert seeds.rescore(path) == []  # nothing left to change
+    path.write_text(json.dumps({"results": [{**row, "better": "another metric"}]}))
+    with pytest.raises(SystemExit, match="another metric"):
+        seeds.rescore(path)
+
+
 def test_verdict_rule():
     seeds = _seeds_module()
     steady = seeds.verdict([0.30, 0.31, 0.29, 0.30, 0.30], margin=0.05)
@@ -47,9 +65,13 @@ def test_every_registered_comparison_is_measured_over_five_seeds():
     rows = {row["comparison"]: row for row in json.loads(SEEDS_JSON.read_text())["results"]}
     missing = sorted(set(seeds.registered()) - set(rows) - NOT_YET_MEASURED)
     assert not missing, f"comparisons without a measured spread (run bench/seeds.py --only ...): {missing}"
+    found = seeds.registered()
     for key, row in rows.items():
         assert len(set(row["seeds"])) >= seeds.MIN_SEEDS, key
         assert row == {**row, **seeds.verdict(row["differences"], row["margin"])}, f"{key}: stale verdict"
+        if key in found:  # the claim measured is the claim registered now (a margin edited later: --rescore)
+            claim = found[key][1]
+            assert (row["better"], row["worse"], row["margin"]) == (claim.better, claim.worse, claim.margin), key
 
 
 @pytest.mark.parametrize("lesson", sorted({key.split("/")[0] for key in _seeds_module().registered()}))

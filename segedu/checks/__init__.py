@@ -27,6 +27,7 @@ from segedu.checks.lesson08 import check_lateral_merge, check_pyramid_pooling
 from segedu.checks.lesson09 import check_box_iou, check_encode_boxes, check_mask_targets, check_nms
 from segedu.checks.lesson10 import check_dice_loss, check_exp_log_loss, check_focal_loss
 from segedu.checks.lesson11 import check_conv2d_flops
+from segedu.checks.lesson12 import check_pull_term
 
 __all__ = [
     "rel_error",
@@ -54,4 +55,6 @@ __all__ = [
     "check_dice_loss", "check_focal_loss", "check_exp_log_loss",
     # lesson 11: the capstone
     "check_conv2d_flops",
+    # lesson 12: instance segmentation without boxes
+    "check_pull_term",
 ]

@@ -71,6 +71,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(9, "09_mask_rcnn.ipynb", "Mask R-CNN"),
     Lesson(10, "10_losses.ipynb", "Losses"),
     Lesson(11, "11_capstone.ipynb", "Capstone"),
+    Lesson(12, "12_instance_embeddings.ipynb", "Instance segmentation without boxes"),
 )
 
 

@@ -34,6 +34,7 @@ SETUP_CELLS: dict[str, tuple[str, ...]] = {
     "09_mask_rcnn.ipynb": ("86f53d78",),
     "10_losses.ipynb": ("3c8e73cc",),
     "11_capstone.ipynb": ("520dee51",),
+    "12_instance_embeddings.ipynb": ("c12e5e70",),
 }
 
 

@@ -36,7 +36,7 @@ from segedu.clustering import cluster_embeddings
 from segedu.data.tasks import instance_ids, semantic_from_instances
 from segedu.losses.discriminative import discriminative_terms
 from segedu.models.backbones import pad_to_multiple
-from segedu.models.common import check_num_classes
+from segedu.models.common import check_num_classes, upsample_to
 from segedu.models.unet import DoubleConv, UNet
 
 __all__ = ["EmbeddingUNet", "dense_targets", "detections_from_instances", "segment_instances"]
@@ -75,6 +75,10 @@ class EmbeddingUNet(nn.Module):
         background_weight: the weight of class 0 in that cross entropy (the others weigh 1). The background
             covers about 88 % of the pixels of the shape scenes: with weight 1, a network trained for a few
             hundred steps predicts background everywhere (the class imbalance of lesson 10).
+        semantic_stride: the semantic decoder stops at the level of this stride (1, 2, 4, .., below
+            ``2**depth``) and its class scores are resized bilinearly to the input, as FCN and DeepLab do: class
+            scores are smooth, the full-resolution level is the costliest one, and the instances' outlines come
+            from the embeddings anyway (2: one level less, about a tenth less training time at depth 3).
 
     ``forward(images, targets=None)``: images float ``[B, 3, H, W]`` (or a list of ``[3, H, W]``), any size.
     Without targets: ``{"embedding": [B, D, H, W], "semantic": [B, K, H, W]}``. With targets (a list of dicts
@@ -85,7 +89,8 @@ class EmbeddingUNet(nn.Module):
 
     def __init__(self, num_classes: int, embedding_dim: int = 8, base: int = 16, depth: int = 3,
                  delta_v: float = 0.5, delta_d: float = 1.5, alpha: float = 1.0, beta: float = 1.0,
-                 gamma: float = 0.001, semantic_weight: float = 1.0, background_weight: float = 0.2):
+                 gamma: float = 0.001, semantic_weight: float = 1.0, background_weight: float = 0.2,
+                 semantic_stride: int = 2):
         super().__init__()
         self.num_classes = check_num_classes(num_classes)
         self.embedding_dim = validate.positive_int(embedding_dim, "embedding_dim")
@@ -96,11 +101,18 @@ class EmbeddingUNet(nn.Module):
         self.background_weight = validate.number(background_weight, "background_weight", minimum=0)
         self.unet = UNet(self.embedding_dim, base=base, depth=depth)
         widths, depth = self.unet.widths, self.unet.depth
-        # The semantic decoder: the U-Net's decoder again (up-convolution, skip, double conv per level).
-        self.semantic_ups = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
-                                           for i in range(depth - 1, -1, -1)])
-        self.semantic_decoder = nn.ModuleList([DoubleConv(2 * widths[i], widths[i]) for i in range(depth - 1, -1, -1)])
-        self.semantic_head = nn.Conv2d(widths[0], self.num_classes, kernel_size=1)
+        # The semantic decoder: the U-Net's decoder again (up-convolution, skip, double conv per level), down to
+        # the level of semantic_stride.
+        self.semantic_stride = validate.positive_int(semantic_stride, "semantic_stride")
+        strides = [2**i for i in range(depth)]
+        if self.semantic_stride not in strides:
+            raise ValueError(f"semantic_stride must be one of {strides} (a level of the U-Net of depth {depth}), "
+                             f"got {semantic_stride}")
+        self.semantic_level = strides.index(self.semantic_stride)
+        levels = range(depth - 1, self.semantic_level - 1, -1)
+        self.semantic_ups = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in levels])
+        self.semantic_decoder = nn.ModuleList([DoubleConv(2 * widths[i], widths[i]) for i in levels])
+        self.semantic_head = nn.Conv2d(widths[self.semantic_level], self.num_classes, kernel_size=1)
 
     def forward(self, images, targets: list[dict] | None = None) -> dict[str, torch.Tensor]:
         if isinstance(images, (list, tuple)):
@@ -109,6 +121,7 @@ class EmbeddingUNet(nn.Module):
         height, width = x.shape[-2:]
         unet = self.unet
         x = pad_to_multiple(x, 2**unet.depth)  # every pool then halves an even map
+        padded = x.shape[-2:]
         encoded = []
         for level, block in enumerate(unet.encoder):  # the shared encoder
             x = block(x if level == 0 else unet.pool(x))
@@ -117,11 +130,14 @@ class EmbeddingUNet(nn.Module):
         for name, ups, blocks in (("embedding", unet.ups, unet.decoder),
                                   ("semantic", self.semantic_ups, self.semantic_decoder)):
             y = encoded[-1]
-            for level, up, block in zip(range(unet.depth - 1, -1, -1), ups, blocks):
+            for level, up, block in zip(range(unet.depth - 1, -1, -1), ups, blocks):  # zip: as deep as blocks go
                 y = block(torch.cat([encoded[level], up(y)], dim=1))
             decoded[name] = y
+        semantic = self.semantic_head(decoded["semantic"])
+        if self.semantic_stride > 1:
+            semantic = upsample_to(semantic, padded)  # bilinear, to the padded input's size
         out = {"embedding": unet.classifier(decoded["embedding"])[..., :height, :width],
-               "semantic": self.semantic_head(decoded["semantic"])[..., :height, :width]}
+               "semantic": semantic[..., :height, :width]}
         if targets is None:
             return out
         semantic, instances = dense_targets(targets, (height, width), x.device)

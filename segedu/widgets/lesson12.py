@@ -13,8 +13,10 @@ import ipywidgets as W
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Circle
 
 from segedu import viz
+from segedu.clustering import principal_projection
 from segedu.widgets.frame import FigureDemo
 
 __all__ = ["COLOUR_BY", "draw_embedding_view", "embedding_explorer"]
@@ -43,8 +45,6 @@ def draw_embedding_view(fig: Figure, image: torch.Tensor, embedding: torch.Tenso
     Returns ``{"pixels", "found", "true", "explained"}``: pixels drawn, instances found, true instances among
     them, and the fraction of the embeddings' variance the 2-D picture keeps.
     """
-    from segedu.clustering import principal_projection
-
     if colour_by not in COLOUR_BY:
         raise ValueError(f"colour_by must be one of {list(COLOUR_BY)}, got {colour_by!r}")
     found, truth = found.detach().cpu(), truth.detach().cpu()
@@ -63,8 +63,6 @@ def draw_embedding_view(fig: Figure, image: torch.Tensor, embedding: torch.Tenso
     xy = projected.numpy()
     if len(xy):
         ax.scatter(xy[:, 0], xy[:, 1], s=4, c=_colours_for(labels), alpha=0.6, linewidths=0)
-        from matplotlib.patches import Circle
-
         for number in found[fg].unique().tolist():
             centre = xy[found[fg].numpy() == number].mean(0)
             ax.plot(*centre, "kx", markersize=7)
