@@ -13,11 +13,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS_JSON = ROOT / "bench" / "results" / "seeds.json"
-# Registered comparisons whose 5-seed spread bench/seeds.py has not recorded yet (issue 19 stays open until this is
-# empty): on the shared 2-core machine one seed of lesson 06's decoders took 1,473 s and one of lesson 09's RoI
-# rule 384-1,106 s. Their lessons cite the spreads their authors measured over 3-5 seeds. Once a row is in
-# seeds.json it is held to every rule below, listed here or not.
-NOT_YET_MEASURED = {"lesson09/positive_roi_rule", "lesson12/shared_box"}
 
 
 def _seeds_module():
@@ -63,15 +58,15 @@ def test_every_registered_comparison_is_measured_over_five_seeds():
     seeds = _seeds_module()
     assert SEEDS_JSON.exists(), "run `python bench/seeds.py` (it writes bench/results/seeds.json)"
     rows = {row["comparison"]: row for row in json.loads(SEEDS_JSON.read_text())["results"]}
-    missing = sorted(set(seeds.registered()) - set(rows) - NOT_YET_MEASURED)
+    missing = sorted(set(seeds.registered()) - set(rows))
     assert not missing, f"comparisons without a measured spread (run bench/seeds.py --only ...): {missing}"
     found = seeds.registered()
+    assert not set(rows) - set(found), f"rows for comparisons no longer registered: {sorted(set(rows) - set(found))}"
     for key, row in rows.items():
         assert len(set(row["seeds"])) >= seeds.MIN_SEEDS, key
         assert row == {**row, **seeds.verdict(row["differences"], row["margin"])}, f"{key}: stale verdict"
-        if key in found:  # the claim measured is the claim registered now (a margin edited later: --rescore)
-            claim = found[key][1]
-            assert (row["better"], row["worse"], row["margin"]) == (claim.better, claim.worse, claim.margin), key
+        claim = found[key][1]  # the claim measured is the claim registered now (a margin edited later: --rescore)
+        assert (row["better"], row["worse"], row["margin"]) == (claim.better, claim.worse, claim.margin), key
 
 
 @pytest.mark.parametrize("lesson", sorted({key.split("/")[0] for key in _seeds_module().registered()}))
@@ -79,8 +74,6 @@ def test_lessons_follow_the_verdict(lesson):
     """A lesson whose comparison needs several seeds runs several (a SEEDS tuple of 3+) and asserts on the worst
     seed; every lesson with a registered comparison cites the measured spread."""
     rows = [row for row in json.loads(SEEDS_JSON.read_text())["results"] if row["lesson"] == lesson]
-    if not rows and all(key in NOT_YET_MEASURED for key in _seeds_module().registered() if key.startswith(lesson)):
-        return  # nothing measured yet for this lesson: listed in NOT_YET_MEASURED above
     notebook = next((ROOT / "lessons").glob(f"{lesson[-2:]}_*.ipynb"))
     code = "\n".join(c.source for c in nbformat.read(notebook, 4).cells if c.cell_type == "code")
     assert "seeds.json" in code, f"{notebook.name}: no assert comment cites bench/results/seeds.json"
