@@ -182,7 +182,16 @@ def test_periodic_checkpoints_hold_everything_and_load_with_weights_only(tmp_pat
 # --------------------------------------------------------------------------- Ctrl-C
 
 
-def test_ctrl_c_finishes_the_step_saves_it_and_resume_goes_on(tmp_path, capsys):
+@pytest.fixture
+def default_sigint():
+    """SIGINT handled as in a Python started from a terminal. A test runner started in the background by a
+    non-interactive shell (`cmd &`, as CI scripts do) inherits SIGINT *ignored*, and Python keeps that."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
+def test_ctrl_c_finishes_the_step_saves_it_and_resume_goes_on(tmp_path, capsys, default_sigint):
     path = tmp_path / "m.pt"
 
     def press_ctrl_c(step, model, history):
@@ -228,7 +237,7 @@ def test_an_interrupt_between_steps_is_saved_one_inside_a_step_is_not(tmp_path, 
     assert read_checkpoint(other)["resume"]["step"] == 3  # the periodic one: half of step 5 is no state to save
 
 
-def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, capsys):
+def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, capsys, default_sigint):
     path = tmp_path / "m.pt"
 
     def press_twice(step, model, history):
