@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from segedu import runtime
-from segedu.experiments import lesson05, lesson06
+from segedu.experiments import common, lesson05, lesson06
 from segedu.experiments.common import Comparison
 from segedu.models.segnet import SegNet
 from segedu.models.unet import MirrorContext, UNet
@@ -23,9 +23,9 @@ def test_object_task_pieces():
     assert len(train) == 16 and images.shape == (8, 3, 32, 32) and val_masks.shape == (8, 32, 32)
     batches = lesson05.object_validation(images, val_masks, 3)
     assert [len(b[0]) for b in batches] == [3, 3, 2] and int(batches[0][1].max()) <= 1
-    assert lesson05.resolve_profile("quick").name == "quick" and lesson05.resolve_profile(TINY) is TINY
+    assert common.resolve_profile("quick").name == "quick" and common.resolve_profile(TINY) is TINY
     with pytest.raises(TypeError, match="profile"):
-        lesson05.resolve_profile(3)
+        common.resolve_profile(3)
 
 
 def test_fcn_variants_trains_three_models_and_repeats_for_a_seed():

@@ -1,10 +1,22 @@
-"""What every lesson's comparison registry holds: ``Comparison``."""
+"""What the lessons' experiment modules share: ``Comparison`` (what every comparison registry holds) and
+``resolve_profile`` (the ``profile`` argument every experiment function takes)."""
 
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-__all__ = ["Comparison"]
+from segedu import runtime
+
+__all__ = ["Comparison", "resolve_profile"]
+
+
+def resolve_profile(profile) -> runtime.Profile:
+    """``None`` (``runtime.profile()``), a profile name or a ``Profile`` -> a ``Profile``."""
+    if profile is None or isinstance(profile, str):
+        return runtime.profile(profile)
+    if isinstance(profile, runtime.Profile):
+        return profile
+    raise TypeError(f"profile must be None, a profile name or a segedu.runtime.Profile, got {type(profile).__name__}")
 
 
 class Comparison(NamedTuple):

@@ -25,11 +25,11 @@ from torch import nn
 from segedu import runtime, validate
 from segedu.data.shapes import ShapesDataset
 from segedu.evaluation import evaluate
-from segedu.experiments.common import Comparison
+from segedu.experiments.common import Comparison, resolve_profile
 from segedu.models.fcn import VARIANTS, small_fcn
 from segedu.train import fit
 
-__all__ = ["CLASSES", "foreground", "object_loss", "cosine_schedule", "resolve_profile", "object_data",
+__all__ = ["CLASSES", "foreground", "object_loss", "cosine_schedule", "object_data",
            "object_validation", "train_and_score", "train_fcn_variants", "fcn_variants", "COMPARISONS"]
 
 CLASSES = ("background", "object")
@@ -49,15 +49,6 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim
     """The learning rate decays to 0 along a cosine over ``steps``: each model ends its run settled, not
     mid-jump, so a comparison at a fixed budget compares the models rather than where their last steps landed."""
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-
-
-def resolve_profile(profile) -> runtime.Profile:
-    """``None`` (``runtime.profile()``), a profile name or a ``Profile`` -> a ``Profile``."""
-    if profile is None or isinstance(profile, str):
-        return runtime.profile(profile)
-    if isinstance(profile, runtime.Profile):
-        return profile
-    raise TypeError(f"profile must be None, a profile name or a segedu.runtime.Profile, got {type(profile).__name__}")
 
 
 def object_data(profile=None) -> tuple[ShapesDataset, torch.Tensor, torch.Tensor]:

@@ -18,8 +18,8 @@ import functools
 from torch import nn
 
 from segedu import runtime, validate
-from segedu.experiments.common import Comparison
-from segedu.experiments.lesson05 import CLASSES, object_data, object_validation, resolve_profile, train_and_score
+from segedu.experiments.common import Comparison, resolve_profile
+from segedu.experiments.lesson05 import CLASSES, object_data, object_validation, train_and_score
 from segedu.models.fcn import small_fcn
 from segedu.models.segnet import SegNet
 from segedu.models.unet import MirrorContext, UNet

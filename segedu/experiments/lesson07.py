@@ -39,9 +39,9 @@ from segedu import runtime, validate
 from segedu.crf import dense_crf, filter_work
 from segedu.data.samples import grace_hopper
 from segedu.evaluation import evaluate
-from segedu.experiments.common import Comparison
+from segedu.experiments.common import Comparison, resolve_profile
 from segedu.experiments.lesson05 import (
-    CLASSES, foreground, object_data, object_validation, resolve_profile, train_and_score,
+    CLASSES, foreground, object_data, object_validation, train_and_score,
 )
 from segedu.metrics import boundary_f1, mean_iou
 from segedu.models.deeplab import DeepLabV3, DeepLabV3Plus

@@ -32,8 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from segedu import runtime, validate
 from segedu.data.shapes import CONTEXT_CLASSES, ShapesDataset
 from segedu.evaluation import evaluate, predict
-from segedu.experiments.common import Comparison
-from segedu.experiments.lesson05 import resolve_profile
+from segedu.experiments.common import Comparison, resolve_profile
 from segedu.metrics import confusion_rate
 from segedu.models.backbones import ResNetBackbone
 from segedu.models.deeplab import DeepLabV3

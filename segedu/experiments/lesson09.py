@@ -33,7 +33,7 @@ from torch import nn
 from torchvision.models.detection import MaskRCNN
 
 from segedu import runtime, validate
-from segedu.experiments.common import Comparison
+from segedu.experiments.common import Comparison, resolve_profile
 from segedu.metrics.instance import mask_ap, mask_iou
 from segedu.ops.roi import match_proposals, roi_align
 
@@ -46,16 +46,8 @@ RULES = ("positives", "all_crops", "all_empty")
 def head_budget(profile=None) -> dict:
     """The mask heads' training budget for ``profile``: ``train_mask_heads`` keyword arguments (half the
     profile's ablation steps at the detector's batch size and learning rate, 16 RoIs per image)."""
-    p = _resolve_profile(profile)
+    p = resolve_profile(profile)
     return dict(steps=max(1, p.ablation_steps // 2), batch_size=p.det_batch_size, lr=p.lr, rois_per_image=16)
-
-
-def _resolve_profile(profile) -> runtime.Profile:
-    if profile is None or isinstance(profile, str):
-        return runtime.profile(profile)
-    if isinstance(profile, runtime.Profile):
-        return profile
-    raise TypeError(f"profile must be None, a profile name or a segedu.runtime.Profile, got {type(profile).__name__}")
 
 
 def sample_rois(proposals: torch.Tensor, target: dict, rois_per_image: int, positive_fraction: float,
@@ -211,7 +203,7 @@ def positive_roi_rule(seed: int = 0, profile=None) -> dict[str, float]:
     """The lesson's detector trained with ``seed``, then a mask head per rule trained on its frozen features
     at ``head_budget(profile)`` (``train_mask_heads``), scored by ``score_mask_head``: ``{"AP_positives",
     "AP50_positives", "iou_positives", "area_positives", "AP_all_empty", ..., "area_all_crops"}``."""
-    return dict(_rule_scores(validate.integer(seed, "seed"), _resolve_profile(profile)))
+    return dict(_rule_scores(validate.integer(seed, "seed"), resolve_profile(profile)))
 
 
 def shared_box_scene(images: torch.Tensor, targets: list, class_index: int) -> tuple[torch.Tensor, dict, list[int]]:

@@ -26,7 +26,7 @@ from segedu import runtime
 from segedu.data.shapes import CLASSES, ShapesDataset
 from segedu.data.shared_box import shared_box_scenes
 from segedu.data.tasks import instance_ids, merge_panoptic, paint_detections, semantic_from_instances
-from segedu.experiments.common import Comparison
+from segedu.experiments.common import Comparison, resolve_profile
 from segedu.metrics.instance import mask_ap
 from segedu.metrics.panoptic import panoptic_quality
 from segedu.metrics.separation import pairs_separated
@@ -44,14 +44,6 @@ STUFF = [0]  # the background: stuff, one region per image
 EMBEDDING_NET = dict(embedding_dim=8, depth=2, semantic_stride=2, semantic_weight=1.0, background_weight=0.2)
 
 
-def _profile(profile) -> runtime.Profile:
-    if profile is None or isinstance(profile, str):
-        return runtime.profile(profile)
-    if isinstance(profile, runtime.Profile):
-        return profile
-    raise TypeError(f"profile must be None, a profile name or a segedu.runtime.Profile, got {type(profile).__name__}")
-
-
 def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float, total_steps: int):
     """Lesson 09's schedule: one cycle (Smith & Topin 2019), warming up over the first 15 % of the steps."""
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=0.15)
@@ -59,20 +51,20 @@ def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float, total_steps: int)
 
 def schedule(profile=None):
     """``one_cycle`` for the profile's budget, as the factory ``fit(scheduler=...)`` takes."""
-    p = _profile(profile)
+    p = resolve_profile(profile)
     return functools.partial(one_cycle, max_lr=p.lr, total_steps=p.det_steps)
 
 
 def budget(profile=None) -> dict:
     """``fit`` keyword arguments both models train with (lesson 09's Mask R-CNN budget)."""
-    p = _profile(profile)
+    p = resolve_profile(profile)
     return dict(steps=p.det_steps, batch_size=p.det_batch_size, lr=p.lr, scheduler=schedule(p), grad_clip=10.0,
                 amp=False, channels_last=False)
 
 
 def build_embedding_net(profile=None) -> EmbeddingUNet:
     """The lesson's ``EmbeddingUNet``: ``EMBEDDING_NET`` at the profile's width."""
-    return EmbeddingUNet(len(CLASSES), base=_profile(profile).width, **EMBEDDING_NET)
+    return EmbeddingUNet(len(CLASSES), base=resolve_profile(profile).width, **EMBEDDING_NET)
 
 
 def train_model(model: torch.nn.Module, train_data, seed: int = 0, profile=None, device=None, progress: bool = True):
@@ -85,7 +77,7 @@ def train_model(model: torch.nn.Module, train_data, seed: int = 0, profile=None,
 def shared_box_data(profile=None):
     """Scenes where two crossing bars share one box: ``(images, targets, pairs)``, ``val_images // 2`` of them
     (at least 16), taken from a scene set of its own (seed 3) of the profile's size."""
-    p = _profile(profile)
+    p = resolve_profile(profile)
     scenes = ShapesDataset(64 * p.val_images, size=p.image_size, seed=3, variant="instance")
     images, targets, pairs, _ = shared_box_scenes(scenes, max(16, p.val_images // 2))
     return images, targets, pairs
@@ -155,7 +147,7 @@ def score_models(mask_rcnn_model, embedding_model, images, targets, shared) -> d
 def same_budget(seed: int = 0, profile=None) -> dict[str, float]:
     """Train both models at the same budget (``seed``) and score them: ``score_models``' numbers, without the
     outputs. The function ``bench/seeds.py`` runs over seeds."""
-    p = _profile(profile)
+    p = resolve_profile(profile)
     train = ShapesDataset(p.train_images, size=p.image_size, seed=0, variant="instance")
     images, targets = ShapesDataset(p.val_images, size=p.image_size, seed=1, variant="instance").batch(
         range(p.val_images))
