@@ -30,7 +30,8 @@ from segedu.models.fcn import VARIANTS, small_fcn
 from segedu.train import fit
 
 __all__ = ["CLASSES", "foreground", "object_loss", "cosine_schedule", "object_data",
-           "object_validation", "train_and_score", "train_fcn_variants", "fcn_variants", "COMPARISONS"]
+           "object_validation", "train_and_score", "train_models", "flat_scores", "train_fcn_variants", "fcn_variants",
+           "COMPARISONS"]
 
 CLASSES = ("background", "object")
 
@@ -96,23 +97,36 @@ def train_fcn_variants(seed: int = 0, profile=None, *, variants=VARIANTS, callba
     p = resolve_profile(profile)
     for variant in variants:
         validate.choice(variant, "variants", VARIANTS)
-    train, images, masks = object_data(p)
-    val_batches = object_validation(images, masks, p.batch_size)
+    builders = {variant: functools.partial(small_fcn, len(CLASSES), variant, p.width) for variant in variants}
+    return train_models(builders, seed, p, callbacks=callbacks, progress=progress, device=device)
+
+
+def train_models(builders: dict, seed: int, profile: runtime.Profile, *, callbacks: dict | None = None,
+                 progress: bool = True, device=None) -> tuple[dict, dict]:
+    """Train ``builders[name]()`` for each name on the object task, at one budget (``train_and_score``): each
+    model is built right after ``runtime.seed_everything(seed)``, so all start from the same generator state.
+    ``callbacks``: ``{name: fit callback}``. Returns ``({name: trained model}, {name: scores})``."""
+    train, images, masks = object_data(profile)
+    val_batches = object_validation(images, masks, profile.batch_size)
     models, results = {}, {}
-    for variant in variants:
+    for name, build in builders.items():
         runtime.seed_everything(seed)
-        model = small_fcn(len(CLASSES), variant, p.width)
-        results[variant] = train_and_score(model, train, val_batches, seed, p, progress=progress, device=device,
-                                           callback=(callbacks or {}).get(variant))
-        models[variant] = model
+        models[name] = build()
+        results[name] = train_and_score(models[name], train, val_batches, seed, profile, progress=progress,
+                                        device=device, callback=(callbacks or {}).get(name))
     return models, results
+
+
+def flat_scores(results: dict) -> tuple:
+    """``{name: scores}`` -> ``(("bf_<name>", value), ("miou_<name>", value), ...)``: what a registered
+    comparison reads (a tuple, so that an ``lru_cache`` can keep it)."""
+    return tuple((f"{key}_{name}", value) for name, r in results.items() for key, value in r.items()
+                 if key in ("bf", "miou"))
 
 
 @functools.lru_cache(maxsize=4)
 def _scores(seed: int, profile: runtime.Profile) -> tuple:
-    _, results = train_fcn_variants(seed, profile, progress=False)
-    return tuple((f"{key}_{variant}", value) for variant, r in results.items() for key, value in r.items()
-                 if key in ("bf", "miou"))
+    return flat_scores(train_fcn_variants(seed, profile, progress=False)[1])
 
 
 def fcn_variants(seed: int = 0, profile=None) -> dict[str, float]:

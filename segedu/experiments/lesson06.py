@@ -19,7 +19,7 @@ from torch import nn
 
 from segedu import runtime, validate
 from segedu.experiments.common import Comparison, resolve_profile
-from segedu.experiments.lesson05 import CLASSES, object_data, object_validation, train_and_score
+from segedu.experiments.lesson05 import CLASSES, flat_scores, train_models
 from segedu.models.fcn import small_fcn
 from segedu.models.segnet import SegNet
 from segedu.models.unet import MirrorContext, UNet
@@ -54,29 +54,20 @@ def build_decoder(name: str, profile=None) -> nn.Module:
 
 def train_decoders(seed: int = 0, profile=None, names=DECODERS, *, progress: bool = True,
                    device=None) -> tuple[dict, dict]:
-    """Train every model of ``names`` on the object task (``segedu.experiments.lesson05.train_and_score``).
+    """Train every model of ``names`` on the object task (``segedu.experiments.lesson05.train_models``).
 
     Each model is built right after ``runtime.seed_everything(seed)``. Returns ``(models, results)``:
     ``{name: trained model}`` and ``{name: {"params", "miou", "bf", "images/s"}}``."""
     seed = validate.integer(seed, "seed")
     p = resolve_profile(profile)
     names = tuple(validate.choice(name, "names", DECODERS) for name in names)
-    train, images, masks = object_data(p)
-    val_batches = object_validation(images, masks, p.batch_size)
-    models, results = {}, {}
-    for name in names:
-        runtime.seed_everything(seed)
-        model = build_decoder(name, p)
-        results[name] = train_and_score(model, train, val_batches, seed, p, progress=progress, device=device)
-        models[name] = model
-    return models, results
+    builders = {name: functools.partial(build_decoder, name, p) for name in names}
+    return train_models(builders, seed, p, progress=progress, device=device)
 
 
 @functools.lru_cache(maxsize=4)
 def _scores(seed: int, profile: runtime.Profile) -> tuple:
-    _, results = train_decoders(seed, profile, progress=False)
-    return tuple((f"{key}_{name}", value) for name, r in results.items() for key, value in r.items()
-                 if key in ("bf", "miou"))
+    return flat_scores(train_decoders(seed, profile, progress=False)[1])
 
 
 def decoders(seed: int = 0, profile=None) -> dict[str, float]:
